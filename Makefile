@@ -1,0 +1,77 @@
+# Wayfare — every target does its own setup on a fresh Debian machine (as root), idempotently.
+#   make test   run every test (forge suite, Rust tests against a real anvil)
+#   make demo   start a local devnet: anvil + WayfareMarket + 3 registered sellers and a buyer
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+export CARGO_TARGET_DIR ?= $(CURDIR)/target
+CARGO ?= cargo
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# Debian packages the tests and the demo need (namespace lab tools join as the data planes land).
+APT_PACKAGES := ca-certificates curl git iproute2 nftables pkg-config build-essential nodejs npm
+DEVNET_DIR ?= $(CURDIR)/.devnet
+WAYFARE := $(CARGO_TARGET_DIR)/debug/wayfare
+
+.PHONY: help setup apt npm build test test-contracts test-rust lint fmt demo artifacts snapshot bench-proto
+
+help:
+	@echo "make test        set up everything, then run every test"
+	@echo "make demo        set up everything, then run a local devnet (3 sellers, 1 buyer) until Ctrl-C"
+	@echo "make lint        cargo fmt --check and clippy -D warnings"
+	@echo "make artifacts   rebuild the contract and refresh crates/wayfare-chain/artifacts"
+	@echo "make snapshot    refresh contracts/.gas-snapshot"
+	@echo "make bench-proto run the wayfare-proto micro-benchmarks"
+
+setup: apt npm
+
+# Installs only what is missing, so a second run costs a few dpkg queries.
+apt:
+	@want="$(APT_PACKAGES)"; \
+	if command -v node >/dev/null && command -v npm >/dev/null; then want="$${want/nodejs npm/}"; fi; \
+	missing=""; for p in $$want; do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "apt: installing$$missing"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+	fi
+	@command -v cargo >/dev/null || { echo "cargo not found: install Rust with rustup (https://rustup.rs) and re-run"; exit 1; }
+
+npm: contracts/node_modules/.wayfare-installed
+
+contracts/node_modules/.wayfare-installed: contracts/package.json contracts/package-lock.json
+	cd contracts && npm ci --no-audit --no-fund
+	touch $@
+
+build: setup
+	$(CARGO) build --workspace --all-targets
+
+test: setup test-contracts test-rust
+
+test-contracts: npm
+	contracts/forge test
+	contracts/export-artifact --check
+
+test-rust: setup
+	$(CARGO) test --workspace
+
+lint: setup
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
+
+artifacts: npm
+	contracts/export-artifact
+
+snapshot: npm
+	contracts/forge snapshot
+
+bench-proto:
+	$(CARGO) bench -p wayfare-proto
+
+demo: setup
+	$(CARGO) build -p wayfare-cli
+	$(WAYFARE) devnet --sellers 3 --buyers 1 --dir $(DEVNET_DIR)
