@@ -1,0 +1,416 @@
+//! The codec: round trips, strictness, and random input never panicking.
+
+use std::net::{IpAddr, SocketAddr};
+
+use alloy_primitives::{Address, B256, U256};
+use proptest::collection::vec;
+use proptest::prelude::*;
+use wayfare_proto::codec::{DecodeError, MAX_MESSAGE_SIZE, PROTOCOL_VERSION, WireFormat};
+use wayfare_proto::eip712::Offer;
+use wayfare_proto::messages::*;
+use wayfare_proto::seal::{Credentials, RevealPayload, ShadowsocksMethod};
+use wayfare_proto::session::{BuyerSnapshot, SellerSnapshot};
+use wayfare_proto::{Service, ServiceSet, Terms};
+
+fn address() -> impl Strategy<Value = Address> {
+    any::<[u8; 20]>().prop_map(Address::from)
+}
+fn b256() -> impl Strategy<Value = B256> {
+    any::<[u8; 32]>().prop_map(B256::from)
+}
+fn u256() -> impl Strategy<Value = U256> {
+    any::<[u8; 32]>().prop_map(U256::from_be_bytes)
+}
+fn signature() -> impl Strategy<Value = SignatureBytes> {
+    (vec(any::<u8>(), 64), prop_oneof![Just(27u8), Just(28u8)]).prop_map(|(rs, v)| {
+        let mut s = [0u8; 65];
+        s[..64].copy_from_slice(&rs);
+        s[64] = v;
+        s
+    })
+}
+fn service() -> impl Strategy<Value = Service> {
+    prop_oneof![Just(Service::WireGuard), Just(Service::Shadowsocks)]
+}
+fn terms() -> impl Strategy<Value = Terms> {
+    (
+        any::<u128>(),
+        any::<u128>(),
+        any::<u128>(),
+        any::<u128>(),
+        any::<u128>(),
+        1u32..,
+    )
+        .prop_map(|(a, b, c, d, e, f)| Terms {
+            price_per_mib: a,
+            price_per_second: b,
+            seller_burn: c,
+            buyer_burn: d,
+            min_deposit: e,
+            payment_interval: f,
+        })
+}
+fn offer() -> impl Strategy<Value = Offer> {
+    (
+        address(),
+        address(),
+        service(),
+        terms(),
+        any::<u64>(),
+        any::<u64>(),
+    )
+        .prop_map(|(s, b, svc, t, n, e)| Offer {
+            seller: s,
+            buyer: b,
+            service: svc.code(),
+            pricePerMiB: t.price_per_mib,
+            pricePerSecond: t.price_per_second,
+            sellerBurn: t.seller_burn,
+            buyerBurn: t.buyer_burn,
+            minDeposit: t.min_deposit,
+            paymentInterval: t.payment_interval,
+            nonce: n,
+            expiry: e,
+        })
+}
+fn text(max: usize) -> impl Strategy<Value = String> {
+    proptest::string::string_regex(&format!("[a-z0-9 \\-é]{{0,{}}}", max / 2)).expect("regex")
+}
+fn announcement() -> impl Strategy<Value = Announcement> {
+    (
+        address(),
+        vec(any::<u8>(), 1..=MAX_PEER_ID_LEN),
+        1u8..=3,
+        terms(),
+        text(MAX_REGION_LEN),
+        any::<u64>(),
+        any::<u64>(),
+        signature(),
+    )
+        .prop_map(
+            |(seller, peer_id, bits, terms, region, cap, until, signature)| Announcement {
+                seller,
+                peer_id,
+                services: ServiceSet::from_bits(bits).expect("bits"),
+                terms,
+                region,
+                capacity_bps: cap,
+                valid_until: until,
+                signature,
+            },
+        )
+}
+fn quote_request() -> impl Strategy<Value = QuoteRequest> {
+    (
+        address(),
+        service(),
+        proptest::option::of(terms()),
+        any::<[u8; 32]>(),
+        any::<[u8; 32]>(),
+    )
+        .prop_map(|(buyer, service, wanted, buyer_key, wg)| QuoteRequest {
+            buyer,
+            service,
+            wanted,
+            buyer_key,
+            wireguard_key: (service == Service::WireGuard).then_some(wg),
+        })
+}
+fn refusal() -> impl Strategy<Value = Refusal> {
+    (1u8..=5, text(MAX_DETAIL_LEN)).prop_map(|(r, detail)| Refusal {
+        reason: RefusalReason::from_code(r).expect("reason"),
+        detail,
+    })
+}
+fn reveal() -> impl Strategy<Value = Reveal> {
+    (
+        b256(),
+        any::<[u8; 32]>(),
+        vec(any::<u8>(), AEAD_TAG_LEN..=MAX_SEALED_LEN),
+    )
+        .prop_map(|(id, k, c)| Reveal {
+            channel_id: id,
+            sealed: SealedReveal {
+                encapped_key: k,
+                ciphertext: c,
+            },
+        })
+}
+fn message() -> impl Strategy<Value = Message> {
+    prop_oneof![
+        announcement().prop_map(Message::Announcement),
+        quote_request().prop_map(Message::QuoteRequest),
+        (offer(), signature())
+            .prop_map(|(offer, signature)| Message::Quote(Quote { offer, signature })),
+        refusal().prop_map(Message::Refusal),
+        (b256(), b256()).prop_map(|(channel_id, tx_hash)| Message::Opened(Opened {
+            channel_id,
+            tx_hash
+        })),
+        reveal().prop_map(Message::Reveal),
+        (b256(), u256(), signature()).prop_map(|(channel_id, amount, signature)| Message::Voucher(
+            SignedVoucher {
+                channel_id,
+                amount,
+                signature
+            }
+        )),
+        (b256(), any::<u64>(), any::<u64>(), u256()).prop_map(
+            |(channel_id, bytes, seconds, paid)| Message::Usage(Usage {
+                channel_id,
+                bytes,
+                seconds,
+                paid
+            })
+        ),
+        (b256(), 1u8..=5).prop_map(|(channel_id, r)| Message::CloseRequest(CloseRequest {
+            channel_id,
+            reason: CloseReason::from_code(r).expect("reason"),
+        })),
+        (b256(), u256(), signature()).prop_map(|(channel_id, amount, signature)| {
+            Message::CloseConsent(SignedCloseConsent {
+                channel_id,
+                amount,
+                signature,
+            })
+        }),
+    ]
+}
+fn ip() -> impl Strategy<Value = IpAddr> {
+    prop_oneof![
+        any::<[u8; 4]>().prop_map(IpAddr::from),
+        any::<[u8; 16]>().prop_map(IpAddr::from)
+    ]
+}
+fn reveal_payload() -> impl Strategy<Value = RevealPayload> {
+    let wg = (any::<[u8; 32]>(), ip(), any::<u8>()).prop_map(|(k, address, p)| {
+        let max = if address.is_ipv4() { 33 } else { 129 };
+        Credentials::WireGuard {
+            server_public_key: k,
+            tunnel: TunnelAddress {
+                address,
+                prefix_len: p % max,
+            },
+        }
+    });
+    let ss = (any::<bool>(), any::<[u8; 32]>(), any::<[u8; 32]>()).prop_map(|(big, a, b)| {
+        let method = if big {
+            ShadowsocksMethod::Blake3Aes256Gcm
+        } else {
+            ShadowsocksMethod::Blake3Aes128Gcm
+        };
+        let n = method.key_len();
+        Credentials::Shadowsocks {
+            method,
+            server_psk: a[..n].to_vec(),
+            user_psk: b[..n].to_vec(),
+        }
+    });
+    (ip(), 1u16.., any::<[u8; 16]>(), prop_oneof![wg, ss]).prop_map(
+        |(ip, port, session_id, credentials)| RevealPayload {
+            endpoint: SocketAddr::new(ip, port),
+            session_id,
+            credentials,
+        },
+    )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    #[test]
+    fn every_message_round_trips(m in message()) {
+        let bytes = m.encode();
+        prop_assert!(bytes.len() <= MAX_MESSAGE_SIZE);
+        prop_assert_eq!(bytes[0], PROTOCOL_VERSION);
+        prop_assert_eq!(Message::decode(&bytes), Ok(m));
+    }
+
+    #[test]
+    fn reveal_payload_round_trips(p in reveal_payload()) {
+        prop_assert_eq!(RevealPayload::from_wire(&p.to_wire()), Ok(p));
+    }
+
+    #[test]
+    fn trailing_bytes_are_rejected(m in message(), extra in vec(any::<u8>(), 1..8)) {
+        let mut bytes = m.encode();
+        bytes.extend_from_slice(&extra);
+        prop_assert_eq!(Message::decode(&bytes), Err(DecodeError::TrailingBytes { count: extra.len() }));
+    }
+
+    #[test]
+    fn every_truncation_is_an_error(m in message(), cut in any::<proptest::sample::Index>()) {
+        let bytes = m.encode();
+        let at = cut.index(bytes.len());
+        prop_assert!(Message::decode(&bytes[..at]).is_err());
+    }
+
+    #[test]
+    fn random_bytes_never_panic(bytes in vec(any::<u8>(), 0..2048)) {
+        let _ = Message::decode(&bytes);
+        let _ = RevealPayload::from_wire(&bytes);
+        let _ = SellerSnapshot::from_bytes(&bytes);
+        let _ = BuyerSnapshot::from_bytes(&bytes);
+    }
+
+    #[test]
+    fn random_bodies_after_a_valid_header_never_panic(kind in 0u8..=12, body in vec(any::<u8>(), 0..600)) {
+        let mut bytes = vec![PROTOCOL_VERSION, kind];
+        bytes.extend_from_slice(&body);
+        let _ = Message::decode(&bytes);
+    }
+
+    #[test]
+    fn single_byte_corruptions_never_panic(m in message(), at in any::<proptest::sample::Index>(), b in any::<u8>()) {
+        let mut bytes = m.encode();
+        let i = at.index(bytes.len());
+        bytes[i] = b;
+        if let Ok(decoded) = Message::decode(&bytes) {
+            // Whatever decodes re-encodes to the same bytes (the encoding is canonical).
+            prop_assert_eq!(decoded.encode(), bytes);
+        }
+    }
+}
+
+fn voucher_bytes() -> Vec<u8> {
+    let mut sig = [1u8; 65];
+    sig[64] = 27;
+    Message::Voucher(SignedVoucher {
+        channel_id: B256::ZERO,
+        amount: U256::from(5u8),
+        signature: sig,
+    })
+    .encode()
+}
+
+#[test]
+fn oversized_input_is_rejected_before_parsing() {
+    let big = vec![PROTOCOL_VERSION; MAX_MESSAGE_SIZE + 1];
+    assert_eq!(
+        Message::decode(&big),
+        Err(DecodeError::TooLarge {
+            size: MAX_MESSAGE_SIZE + 1,
+            max: MAX_MESSAGE_SIZE
+        })
+    );
+}
+
+#[test]
+fn unknown_version_and_type_are_typed_errors() {
+    let mut b = voucher_bytes();
+    b[0] = 2;
+    assert_eq!(
+        Message::decode(&b),
+        Err(DecodeError::UnknownVersion {
+            found: 2,
+            supported: 1
+        })
+    );
+    let mut b = voucher_bytes();
+    b[1] = 0x7f;
+    assert_eq!(
+        Message::decode(&b),
+        Err(DecodeError::UnknownMessageType(0x7f))
+    );
+    assert_eq!(Message::decode(&[]), Err(DecodeError::Empty));
+}
+
+#[test]
+fn bad_field_values_are_typed_errors() {
+    // v outside {27, 28}.
+    let mut b = voucher_bytes();
+    let last = b.len() - 1;
+    b[last] = 29;
+    assert!(matches!(
+        Message::decode(&b),
+        Err(DecodeError::BadValue {
+            field: "voucher.signature",
+            ..
+        })
+    ));
+    // A WireGuard quote request without a WireGuard key.
+    let req = QuoteRequest {
+        buyer: Address::ZERO,
+        service: Service::Shadowsocks,
+        wanted: None,
+        buyer_key: [0; 32],
+        wireguard_key: None,
+    };
+    let mut b = Message::QuoteRequest(req).encode();
+    b[22] = Service::WireGuard.code();
+    assert!(matches!(
+        Message::decode(&b),
+        Err(DecodeError::BadValue {
+            field: "quote_request.wireguard_key",
+            ..
+        })
+    ));
+    // Service 3, option tag 2, interval 0, unknown close reason, empty peer id.
+    b[22] = 3;
+    assert!(matches!(
+        Message::decode(&b),
+        Err(DecodeError::BadValue {
+            field: "quote_request.service",
+            ..
+        })
+    ));
+    b[22] = Service::Shadowsocks.code();
+    b[23] = 2;
+    assert!(matches!(
+        Message::decode(&b),
+        Err(DecodeError::BadValue {
+            field: "quote_request.wanted",
+            ..
+        })
+    ));
+    let mut c = Message::CloseRequest(CloseRequest {
+        channel_id: B256::ZERO,
+        reason: CloseReason::BuyerDone,
+    })
+    .encode();
+    let last = c.len() - 1;
+    c[last] = 0;
+    assert!(matches!(
+        Message::decode(&c),
+        Err(DecodeError::BadValue {
+            field: "close_request.reason",
+            ..
+        })
+    ));
+    // A sealed reveal shorter than an AEAD tag.
+    let r = Message::Reveal(Reveal {
+        channel_id: B256::ZERO,
+        sealed: SealedReveal {
+            encapped_key: [0; 32],
+            ciphertext: vec![0; 15],
+        },
+    })
+    .encode();
+    assert!(matches!(
+        Message::decode(&r),
+        Err(DecodeError::BadLength {
+            field: "reveal.ciphertext",
+            len: 15,
+            ..
+        })
+    ));
+}
+
+#[test]
+fn terms_with_a_zero_interval_are_rejected() {
+    let t = Terms {
+        price_per_mib: 1,
+        price_per_second: 1,
+        seller_burn: 0,
+        buyer_burn: 0,
+        min_deposit: 0,
+        payment_interval: 0,
+    };
+    assert!(matches!(
+        Terms::from_wire(&t.to_wire()),
+        Err(DecodeError::BadValue {
+            field: "terms.payment_interval",
+            ..
+        })
+    ));
+}
