@@ -10,7 +10,7 @@ use alloy::{
     network::EthereumWallet,
     node_bindings::{Anvil, AnvilInstance},
     primitives::{Address, B256, U256, address},
-    providers::{DynProvider, Provider, ProviderBuilder},
+    providers::{DynProvider, Provider},
     signers::local::PrivateKeySigner,
 };
 use serde::{Deserialize, Serialize};
@@ -139,8 +139,10 @@ impl DevnetInfo {
             dir: dir.to_path_buf(),
             why: e.to_string(),
         })?;
-        serde_json::from_str(&text)
-            .map_err(|e| DevnetError::NotRunning { dir: dir.to_path_buf(), why: e.to_string() })
+        serde_json::from_str(&text).map_err(|e| DevnetError::NotRunning {
+            dir: dir.to_path_buf(),
+            why: e.to_string(),
+        })
     }
 }
 
@@ -211,19 +213,22 @@ impl Devnet {
         prepare_dir(&opts.dir)?;
         let anvil_path = find_tool("anvil")?;
         progress(&format!("starting anvil ({})", anvil_path.display()));
-        let mut anvil = Anvil::at(&anvil_path).chain_id(DEVNET_CHAIN_ID).timeout(20_000);
+        let mut anvil = Anvil::at(&anvil_path)
+            .chain_id(DEVNET_CHAIN_ID)
+            .timeout(20_000);
         if let Some(port) = opts.port.filter(|p| *p != 0) {
             anvil = anvil.port(port);
         }
         if let Some(bt) = opts.block_time {
             anvil = anvil.block_time(bt);
         }
-        let anvil = anvil.try_spawn().map_err(|e| DevnetError::Anvil(e.to_string()))?;
+        let anvil = anvil
+            .try_spawn()
+            .map_err(|e| DevnetError::Anvil(e.to_string()))?;
         let rpc_url = anvil.endpoint();
-        let deployer_key = PrivateKeySigner::from_bytes(&B256::from_slice(
-            &anvil.first_key().to_bytes(),
-        ))
-        .map_err(|e| DevnetError::Anvil(format!("anvil's first key is unusable: {e}")))?;
+        let deployer_key =
+            PrivateKeySigner::from_bytes(&B256::from_slice(&anvil.first_key().to_bytes()))
+                .map_err(|e| DevnetError::Anvil(format!("anvil's first key is unusable: {e}")))?;
         let deployer_addr = deployer_key.address();
         let provider = signing_provider(&rpc_url, deployer_key)?;
 
@@ -243,13 +248,20 @@ impl Devnet {
 
         let mut sellers = Vec::with_capacity(opts.sellers);
         for i in 1..=opts.sellers {
-            progress(&format!("creating and registering seller {i}/{}", opts.sellers));
+            progress(&format!(
+                "creating and registering seller {i}/{}",
+                opts.sellers
+            ));
             let account = PrivateKeySigner::random();
             let signer = PrivateKeySigner::random();
             set_balance(&provider, account.address(), opts.account_balance).await?;
             set_balance(&provider, signer.address(), opts.account_balance).await?;
-            let account_ks =
-                write_keystore(&keys_dir, &format!("seller-{i}.json"), &account, &opts.password)?;
+            let account_ks = write_keystore(
+                &keys_dir,
+                &format!("seller-{i}.json"),
+                &account,
+                &opts.password,
+            )?;
             let signer_ks = write_keystore(
                 &keys_dir,
                 &format!("seller-{i}-signer.json"),
@@ -281,8 +293,14 @@ impl Devnet {
                 )
                 .await?;
             sellers.push(SellerInfo {
-                account: AccountInfo { address: account.address(), keystore: account_ks },
-                signer: AccountInfo { address: signer.address(), keystore: signer_ks },
+                account: AccountInfo {
+                    address: account.address(),
+                    keystore: account_ks,
+                },
+                signer: AccountInfo {
+                    address: signer.address(),
+                    keystore: signer_ks,
+                },
                 payout: account.address(),
                 encryption_key,
                 encryption_secret_file: secret_file,
@@ -297,7 +315,10 @@ impl Devnet {
             let key = PrivateKeySigner::random();
             set_balance(&provider, key.address(), opts.account_balance).await?;
             let ks = write_keystore(&keys_dir, &format!("buyer-{i}.json"), &key, &opts.password)?;
-            buyers.push(AccountInfo { address: key.address(), keystore: ks });
+            buyers.push(AccountInfo {
+                address: key.address(),
+                keystore: ks,
+            });
         }
 
         let info = DevnetInfo {
@@ -317,14 +338,20 @@ impl Devnet {
         };
         let json = serde_json::to_string_pretty(&info)
             .map_err(|e| DevnetError::Options(format!("can't serialise devnet info: {e}")))?;
-        std::fs::write(opts.dir.join("devnet.json"), json)
-            .map_err(|e| DevnetError::Dir { dir: opts.dir.clone(), why: e.to_string() })?;
+        std::fs::write(opts.dir.join("devnet.json"), json).map_err(|e| DevnetError::Dir {
+            dir: opts.dir.clone(),
+            why: e.to_string(),
+        })?;
         progress(&format!(
             "devnet ready: {} sellers registered with {} funds each",
             opts.sellers,
             format_eth(opts.seller_funds)
         ));
-        Ok(Self { anvil, info, deployer })
+        Ok(Self {
+            anvil,
+            info,
+            deployer,
+        })
     }
 
     /// Anvil's process id.
@@ -336,18 +363,26 @@ impl Devnet {
     pub fn shutdown(self) -> Result<(), DevnetError> {
         let dir = self.info.dir.clone();
         drop(self.anvil);
-        std::fs::remove_dir_all(&dir)
-            .map_err(|e| DevnetError::Dir { dir: dir.clone(), why: format!("can't remove it: {e}") })
+        std::fs::remove_dir_all(&dir).map_err(|e| DevnetError::Dir {
+            dir: dir.clone(),
+            why: format!("can't remove it: {e}"),
+        })
     }
 }
 
 /// A provider that signs with `key` (tests and tools use it for raw calls too).
 pub fn signing_provider(rpc_url: &str, key: PrivateKeySigner) -> Result<DynProvider, ChainError> {
     use alloy::transports::http::reqwest::Url;
-    let url: Url = rpc_url.parse().map_err(|e: <Url as std::str::FromStr>::Err| {
-        ChainError::BadRpcUrl { url: rpc_url.to_string(), why: e.to_string() }
-    })?;
-    Ok(ProviderBuilder::new().wallet(EthereumWallet::from(key)).connect_http(url).erased())
+    let url: Url = rpc_url
+        .parse()
+        .map_err(|e: <Url as std::str::FromStr>::Err| ChainError::BadRpcUrl {
+            url: rpc_url.to_string(),
+            why: e.to_string(),
+        })?;
+    Ok(crate::market::provider_builder()
+        .wallet(EthereumWallet::from(key))
+        .connect_http(url)
+        .erased())
 }
 
 /// anvil's `anvil_setBalance`.
@@ -359,7 +394,10 @@ pub async fn set_balance(
     provider
         .raw_request::<_, ()>("anvil_setBalance".into(), (account, wei))
         .await
-        .map_err(|e| ChainError::Rpc { what: "anvil_setBalance".into(), why: e.to_string() })
+        .map_err(|e| ChainError::Rpc {
+            what: "anvil_setBalance".into(),
+            why: e.to_string(),
+        })
 }
 
 /// anvil's time travel: moves the chain clock forward and mines a block.
@@ -367,16 +405,25 @@ pub async fn increase_time(provider: &DynProvider, seconds: u64) -> Result<(), C
     provider
         .raw_request::<_, serde_json::Value>("evm_increaseTime".into(), (seconds,))
         .await
-        .map_err(|e| ChainError::Rpc { what: "evm_increaseTime".into(), why: e.to_string() })?;
+        .map_err(|e| ChainError::Rpc {
+            what: "evm_increaseTime".into(),
+            why: e.to_string(),
+        })?;
     provider
         .raw_request::<_, serde_json::Value>("evm_mine".into(), ())
         .await
-        .map_err(|e| ChainError::Rpc { what: "evm_mine".into(), why: e.to_string() })?;
+        .map_err(|e| ChainError::Rpc {
+            what: "evm_mine".into(),
+            why: e.to_string(),
+        })?;
     Ok(())
 }
 
 fn prepare_dir(dir: &Path) -> Result<(), DevnetError> {
-    let fail = |why: String| DevnetError::Dir { dir: dir.to_path_buf(), why };
+    let fail = |why: String| DevnetError::Dir {
+        dir: dir.to_path_buf(),
+        why,
+    };
     if let Ok(info) = DevnetInfo::load(dir)
         && info.pid != std::process::id()
         && Path::new(&format!("/proc/{}", info.pid)).exists()
@@ -395,7 +442,10 @@ fn prepare_dir(dir: &Path) -> Result<(), DevnetError> {
 
 fn write_private(path: &Path, bytes: &[u8], dir: &Path) -> Result<(), DevnetError> {
     use std::{io::Write, os::unix::fs::OpenOptionsExt};
-    let fail = |e: std::io::Error| DevnetError::Dir { dir: dir.to_path_buf(), why: e.to_string() };
+    let fail = |e: std::io::Error| DevnetError::Dir {
+        dir: dir.to_path_buf(),
+        why: e.to_string(),
+    };
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).map_err(fail)?;
     }

@@ -14,7 +14,9 @@ use crate::{
 #[derive(Debug, thiserror::Error)]
 pub enum ChainError {
     /// The RPC URL doesn't parse.
-    #[error("`{url}` is not a JSON-RPC URL ({why}): use http://host:port, https://…, ws://… or wss://…")]
+    #[error(
+        "`{url}` is not a JSON-RPC URL ({why}): use http://host:port, https://…, ws://… or wss://…"
+    )]
     BadRpcUrl {
         /// The URL given.
         url: String,
@@ -22,7 +24,9 @@ pub enum ChainError {
         why: String,
     },
     /// The node can't be reached or answered nonsense.
-    #[error("can't reach the Ethereum node at {url} ({why}): check --rpc-url and that the node is running")]
+    #[error(
+        "can't reach the Ethereum node at {url} ({why}): check --rpc-url and that the node is running"
+    )]
     Unreachable {
         /// The URL.
         url: String,
@@ -30,7 +34,9 @@ pub enum ChainError {
         why: String,
     },
     /// The node is on another chain than expected.
-    #[error("the node at {url} is on chain {actual}, not chain {expected}: point --rpc-url at the right chain or fix --chain-id")]
+    #[error(
+        "the node at {url} is on chain {actual}, not chain {expected}: point --rpc-url at the right chain or fix --chain-id"
+    )]
     ChainIdMismatch {
         /// The URL.
         url: String,
@@ -40,7 +46,9 @@ pub enum ChainError {
         actual: u64,
     },
     /// No code at the market address.
-    #[error("there is no contract at {market} on chain {chain_id}: check --market (a devnet prints it at start)")]
+    #[error(
+        "there is no contract at {market} on chain {chain_id}: check --market (a devnet prints it at start)"
+    )]
     NoContract {
         /// The address given.
         market: Address,
@@ -48,7 +56,9 @@ pub enum ChainError {
         chain_id: u64,
     },
     /// A transaction was attempted without an account.
-    #[error("{what} sends a transaction: choose the sending account with --keystore (or --as on a devnet)")]
+    #[error(
+        "{what} sends a transaction: choose the sending account with --keystore (or --as on a devnet)"
+    )]
     NoSigner {
         /// The call.
         what: String,
@@ -64,7 +74,9 @@ pub enum ChainError {
         error: Box<WayfareMarketErrors>,
     },
     /// The contract reverted with data that isn't one of its errors.
-    #[error("{what} reverted with unknown data {data}: is --market really a WayfareMarket of this version?")]
+    #[error(
+        "{what} reverted with unknown data {data}: is --market really a WayfareMarket of this version?"
+    )]
     RevertedUnknown {
         /// The call.
         what: String,
@@ -98,7 +110,10 @@ pub enum ChainError {
 impl ChainError {
     /// A transport failure.
     pub fn unreachable(url: &str, why: &str) -> Self {
-        Self::Unreachable { url: url.to_string(), why: first_line(why) }
+        Self::Unreachable {
+            url: url.to_string(),
+            why: first_line(why),
+        }
     }
 
     /// The decoded contract error, if this is a revert.
@@ -124,7 +139,10 @@ pub fn describe_contract_error(what: &str, err: alloy::contract::Error) -> Chain
         };
     }
     if let Some(data) = err.as_revert_data() {
-        return ChainError::RevertedUnknown { what: what.to_string(), data };
+        return ChainError::RevertedUnknown {
+            what: what.to_string(),
+            data,
+        };
     }
     match err {
         alloy::contract::Error::TransportError(t) => {
@@ -137,12 +155,21 @@ pub fn describe_contract_error(what: &str, err: alloy::contract::Error) -> Chain
                 } else {
                     ""
                 };
-                ChainError::Rpc { what: what.to_string(), why: format!("{}{advice}", first_line(&msg)) }
+                ChainError::Rpc {
+                    what: what.to_string(),
+                    why: format!("{}{advice}", first_line(&msg)),
+                }
             } else {
-                ChainError::Unreachable { url: "the node".into(), why: first_line(&t.to_string()) }
+                ChainError::Unreachable {
+                    url: "the node".into(),
+                    why: first_line(&t.to_string()),
+                }
             }
         }
-        other => ChainError::Rpc { what: what.to_string(), why: first_line(&other.to_string()) },
+        other => ChainError::Rpc {
+            what: what.to_string(),
+            why: first_line(&other.to_string()),
+        },
     }
 }
 
@@ -154,7 +181,13 @@ pub fn explain(e: &WayfareMarketErrors) -> String {
             "challenge period {} s is below the minimum of 60 s: deploy with a longer one",
             x.challengePeriod
         ),
-        E::BurnSinkIsMarket(_) => "the burn sink can't be the market itself: pick another address".into(),
+        E::ChallengePeriodTooLong(x) => format!(
+            "challenge period {} s is above the maximum of 365 days: deploy with a shorter one",
+            x.challengePeriod
+        ),
+        E::BurnSinkIsMarket(_) => {
+            "the burn sink can't be the market itself: pick another address".into()
+        }
         E::AlreadyRegistered(x) => format!(
             "{} is already a registered seller: use `wayfare chain seller update` to change its record",
             x.seller
@@ -212,7 +245,9 @@ pub fn explain(e: &WayfareMarketErrors) -> String {
             "service {} is unknown (1 = WireGuard, 2 = shadowsocks): ask for an offer with a known service",
             x.service
         ),
-        E::ZeroInterval(_) => "the offer's payment interval is 0: ask for an offer with an interval".into(),
+        E::ZeroInterval(_) => {
+            "the offer's payment interval is 0: ask for an offer with an interval".into()
+        }
         E::ZeroVoucherSigner(_) => "the voucher signer can't be the zero address".into(),
         E::BuyerIsSeller(x) => format!("{} can't buy from itself", x.account),
         E::OfferUsed(x) => format!(
@@ -244,7 +279,10 @@ pub fn explain(e: &WayfareMarketErrors) -> String {
             "the challenge period runs until {}: finalize after that",
             format_utc(x.closesAt)
         ),
-        E::AlreadyRated(x) => format!("{} has already rated channel {}: one rating per side", x.rater, x.id),
+        E::AlreadyRated(x) => format!(
+            "{} has already rated channel {}: one rating per side",
+            x.rater, x.id
+        ),
         E::BadScore(x) => format!("score {} is out of range: rate 1 to 5", x.score),
         E::NothingToWithdraw(_) => "nothing to withdraw for this account".into(),
         E::NothingToSweep(_) => "there are no unswept burns".into(),
@@ -254,8 +292,9 @@ pub fn explain(e: &WayfareMarketErrors) -> String {
             x.to
         ),
         E::ReentrancyGuardReentrantCall(_) => "re-entrant call refused".into(),
-        #[allow(unreachable_patterns)]
-        other => format!("{other:?}"),
+        E::InvalidShortString(_) | E::StringTooLong(_) => {
+            "the contract's EIP-712 name is malformed (a deployment bug)".into()
+        }
     }
 }
 

@@ -11,7 +11,9 @@ use alloy::{
 };
 use futures::Stream;
 
-use crate::{bindings::WayfareMarket::WayfareMarketEvents, error::ChainError, market::MarketClient};
+use crate::{
+    bindings::WayfareMarket::WayfareMarketEvents, error::ChainError, market::MarketClient,
+};
 
 /// Blocks asked for in one `eth_getLogs` (many providers cap ranges).
 pub const MAX_BLOCK_RANGE: u64 = 2_000;
@@ -48,7 +50,10 @@ impl MarketLog {
 fn decode(log: &Log) -> Result<MarketLog, ChainError> {
     let event = WayfareMarketEvents::decode_log(&log.inner).map_err(|e| ChainError::Rpc {
         what: "decode event".into(),
-        why: format!("log {:?} in block {:?} is not a market event: {e}", log.log_index, log.block_number),
+        why: format!(
+            "log {:?} in block {:?} is not a market event: {e}",
+            log.log_index, log.block_number
+        ),
     })?;
     Ok(MarketLog {
         block: log.block_number.unwrap_or_default(),
@@ -65,7 +70,10 @@ impl MarketClient {
         let mut start = from;
         while start <= to {
             let end = to.min(start.saturating_add(MAX_BLOCK_RANGE - 1));
-            let filter = Filter::new().address(self.address()).from_block(start).to_block(end);
+            let filter = Filter::new()
+                .address(self.address())
+                .from_block(start)
+                .to_block(end);
             let logs = self
                 .provider()
                 .get_logs(&filter)
@@ -92,7 +100,12 @@ impl MarketClient {
             queue: VecDeque<MarketLog>,
             failed: bool,
         }
-        let state = State { client: self.clone(), next: from, queue: VecDeque::new(), failed: false };
+        let state = State {
+            client: self.clone(),
+            next: from,
+            queue: VecDeque::new(),
+            failed: false,
+        };
         futures::stream::unfold(state, move |mut st| async move {
             if st.failed {
                 return None;

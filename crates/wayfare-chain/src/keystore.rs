@@ -23,13 +23,19 @@ pub enum PasswordSource {
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
     /// The keystore file is missing.
-    #[error("keystore {0} not found: pass the path of a V3 keystore JSON file (devnet keys are under the devnet dir's keystores/)")]
+    #[error(
+        "keystore {0} not found: pass the path of a V3 keystore JSON file (devnet keys are under the devnet dir's keystores/)"
+    )]
     NotFound(PathBuf),
     /// The password does not open the keystore.
-    #[error("wrong password for keystore {0}: check --password-file / the password variable and try again")]
+    #[error(
+        "wrong password for keystore {0}: check --password-file / the password variable and try again"
+    )]
     WrongPassword(PathBuf),
     /// The keystore is not a V3 keystore.
-    #[error("{path} is not a usable V3 keystore ({why}): export it again with `cast wallet import` or geth")]
+    #[error(
+        "{path} is not a usable V3 keystore ({why}): export it again with `cast wallet import` or geth"
+    )]
     Malformed {
         /// The file.
         path: PathBuf,
@@ -45,10 +51,14 @@ pub enum KeyError {
         source: std::io::Error,
     },
     /// The password variable is unset.
-    #[error("the environment variable {0} holding the keystore password is not set: export it, or use --password-file")]
+    #[error(
+        "the environment variable {0} holding the keystore password is not set: export it, or use --password-file"
+    )]
     PasswordEnvMissing(String),
     /// No terminal to prompt on.
-    #[error("can't prompt for the keystore password ({0}): use --password-file or the password variable")]
+    #[error(
+        "can't prompt for the keystore password ({0}): use --password-file or the password variable"
+    )]
     Prompt(String),
     /// A raw private key that isn't one.
     #[error("the private key is not 32 bytes of hex (0x…64 hex digits)")]
@@ -67,8 +77,10 @@ pub enum KeyError {
 pub fn read_password(source: &PasswordSource, keystore: &Path) -> Result<String, KeyError> {
     match source {
         PasswordSource::File(path) => {
-            let text = std::fs::read_to_string(path)
-                .map_err(|source| KeyError::PasswordFile { path: path.clone(), source })?;
+            let text = std::fs::read_to_string(path).map_err(|source| KeyError::PasswordFile {
+                path: path.clone(),
+                source,
+            })?;
             Ok(text.lines().next().unwrap_or("").to_string())
         }
         PasswordSource::Env(var) => {
@@ -91,13 +103,20 @@ pub fn load_keystore(path: &Path, source: &PasswordSource) -> Result<PrivateKeyS
         LocalSignerError::EthKeystoreError(eth_keystore::KeystoreError::MacMismatch) => {
             KeyError::WrongPassword(path.to_path_buf())
         }
-        other => KeyError::Malformed { path: path.to_path_buf(), why: other.to_string() },
+        other => KeyError::Malformed {
+            path: path.to_path_buf(),
+            why: other.to_string(),
+        },
     })
 }
 
 /// Parses a raw hex private key (devnets only: the caller checks the chain).
 pub fn parse_private_key(hex: &str) -> Result<PrivateKeySigner, KeyError> {
-    hex.trim().parse::<B256>().ok().and_then(|b| PrivateKeySigner::from_bytes(&b).ok()).ok_or(KeyError::BadPrivateKey)
+    hex.trim()
+        .parse::<B256>()
+        .ok()
+        .and_then(|b| PrivateKeySigner::from_bytes(&b).ok())
+        .ok_or(KeyError::BadPrivateKey)
 }
 
 /// Writes `key` as a V3 keystore named `name` into `dir` (created if missing, mode 0700) and
@@ -109,7 +128,10 @@ pub fn write_keystore(
     password: &str,
 ) -> Result<PathBuf, KeyError> {
     use std::os::unix::fs::PermissionsExt;
-    let fail = |why: String| KeyError::Write { path: dir.to_path_buf(), why };
+    let fail = |why: String| KeyError::Write {
+        path: dir.to_path_buf(),
+        why,
+    };
     std::fs::create_dir_all(dir).map_err(|e| fail(e.to_string()))?;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
         .map_err(|e| fail(e.to_string()))?;
@@ -152,17 +174,30 @@ mod tests {
         std::fs::write(&junk, "{\"not\": \"a keystore\"}").unwrap();
         // SAFETY: tests in this module don't read this variable concurrently.
         unsafe { std::env::set_var("WAYFARE_TEST_PW_JUNK", "x") };
-        let err = load_keystore(&junk, &PasswordSource::Env("WAYFARE_TEST_PW_JUNK".into())).unwrap_err();
+        let err =
+            load_keystore(&junk, &PasswordSource::Env("WAYFARE_TEST_PW_JUNK".into())).unwrap_err();
         assert!(matches!(err, KeyError::Malformed { .. }), "{err}");
-        let err = load_keystore(&junk, &PasswordSource::Env("WAYFARE_TEST_PW_UNSET".into())).unwrap_err();
+        let err =
+            load_keystore(&junk, &PasswordSource::Env("WAYFARE_TEST_PW_UNSET".into())).unwrap_err();
         assert!(matches!(err, KeyError::PasswordEnvMissing(_)), "{err}");
     }
 
     #[test]
     fn private_keys_parse_strictly() {
-        let k = parse_private_key("0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80").unwrap();
-        assert_eq!(k.address().to_string(), "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266");
-        assert!(matches!(parse_private_key("0x1234"), Err(KeyError::BadPrivateKey)));
-        assert!(matches!(parse_private_key(""), Err(KeyError::BadPrivateKey)));
+        let k =
+            parse_private_key("0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80")
+                .unwrap();
+        assert_eq!(
+            k.address().to_string(),
+            "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"
+        );
+        assert!(matches!(
+            parse_private_key("0x1234"),
+            Err(KeyError::BadPrivateKey)
+        ));
+        assert!(matches!(
+            parse_private_key(""),
+            Err(KeyError::BadPrivateKey)
+        ));
     }
 }

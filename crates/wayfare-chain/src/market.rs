@@ -69,14 +69,20 @@ pub async fn connect_provider(
     rpc_url: &str,
     signer: Option<PrivateKeySigner>,
 ) -> Result<DynProvider, ChainError> {
-    let url: Url = rpc_url.parse().map_err(|e: <Url as std::str::FromStr>::Err| {
-        ChainError::BadRpcUrl { url: rpc_url.to_string(), why: e.to_string() }
-    })?;
-    let builder = ProviderBuilder::new();
+    let url: Url = rpc_url
+        .parse()
+        .map_err(|e: <Url as std::str::FromStr>::Err| ChainError::BadRpcUrl {
+            url: rpc_url.to_string(),
+            why: e.to_string(),
+        })?;
+    let builder = provider_builder();
     let unreachable =
         |e: alloy::transports::TransportError| ChainError::unreachable(rpc_url, &e.to_string());
     let provider = match (url.scheme(), signer) {
-        ("http" | "https", Some(s)) => builder.wallet(EthereumWallet::from(s)).connect_http(url).erased(),
+        ("http" | "https", Some(s)) => builder
+            .wallet(EthereumWallet::from(s))
+            .connect_http(url)
+            .erased(),
         ("http" | "https", None) => builder.connect_http(url).erased(),
         ("ws" | "wss", Some(s)) => builder
             .wallet(EthereumWallet::from(s))
@@ -84,9 +90,11 @@ pub async fn connect_provider(
             .await
             .map_err(unreachable)?
             .erased(),
-        ("ws" | "wss", None) => {
-            builder.connect_ws(WsConnect::new(rpc_url)).await.map_err(unreachable)?.erased()
-        }
+        ("ws" | "wss", None) => builder
+            .connect_ws(WsConnect::new(rpc_url))
+            .await
+            .map_err(unreachable)?
+            .erased(),
         (other, _) => {
             return Err(ChainError::BadRpcUrl {
                 url: rpc_url.to_string(),
@@ -95,6 +103,29 @@ pub async fn connect_provider(
         }
     };
     Ok(provider)
+}
+
+/// The fillers of [`provider_builder`].
+pub type Fillers = alloy::providers::fillers::JoinFill<
+    alloy::providers::fillers::JoinFill<
+        alloy::providers::fillers::JoinFill<
+            alloy::providers::Identity,
+            alloy::providers::fillers::GasFiller,
+        >,
+        alloy::providers::fillers::NonceFiller<alloy::providers::fillers::SimpleNonceManager>,
+    >,
+    alloy::providers::fillers::ChainIdFiller,
+>;
+
+/// A provider builder that fills gas, chain id and a nonce asked from the node for every
+/// transaction. (A cached nonce would be consumed by a call the node refuses at gas
+/// estimation, leaving a gap that keeps every later transaction from being mined.)
+pub fn provider_builder() -> ProviderBuilder<alloy::providers::Identity, Fillers> {
+    ProviderBuilder::new()
+        .disable_recommended_fillers()
+        .with_gas_estimation()
+        .with_simple_nonce_management()
+        .fetch_chain_id()
 }
 
 impl MarketClient {
@@ -120,10 +151,19 @@ impl MarketClient {
             .await
             .map_err(|e| ChainError::unreachable(&opts.rpc_url, &e.to_string()))?;
         if code.is_empty() {
-            return Err(ChainError::NoContract { market: opts.market, chain_id });
+            return Err(ChainError::NoContract {
+                market: opts.market,
+                chain_id,
+            });
         }
         let market = WayfareMarket::new(opts.market, provider.clone());
-        Ok(Self { provider, market, chain_id, from, rpc_url: opts.rpc_url })
+        Ok(Self {
+            provider,
+            market,
+            chain_id,
+            from,
+            rpc_url: opts.rpc_url,
+        })
     }
 
     /// Deploys a new market (devnets and tests) and returns a client for it.
@@ -135,11 +175,11 @@ impl MarketClient {
         challenge_period: u64,
     ) -> Result<(Self, TxOutcome), ChainError> {
         let builder = WayfareMarket::deploy_builder(provider.clone(), burn_sink, challenge_period);
-        let pending = builder.send().await.map_err(|e| describe_contract_error("deploy", e))?;
-        let receipt = pending.get_receipt().await.map_err(|e| ChainError::Rpc {
-            what: "deploy".into(),
-            why: e.to_string(),
-        })?;
+        let pending = builder
+            .send()
+            .await
+            .map_err(|e| describe_contract_error("deploy", e))?;
+        let receipt = wait_for_receipt(&provider, "deploy", *pending.tx_hash()).await?;
         let address = receipt.contract_address.ok_or_else(|| ChainError::Rpc {
             what: "deploy".into(),
             why: "the receipt has no contract address".into(),
@@ -150,7 +190,10 @@ impl MarketClient {
             gas_used: receipt.gas_used,
         };
         if !receipt.status() {
-            return Err(ChainError::TxFailed { what: "deploy".into(), hash: outcome.hash });
+            return Err(ChainError::TxFailed {
+                what: "deploy".into(),
+                hash: outcome.hash,
+            });
         }
         let chain_id = provider
             .get_chain_id()
@@ -158,7 +201,16 @@ impl MarketClient {
             .map_err(|e| ChainError::unreachable(rpc_url, &e.to_string()))?;
         let from = Some(from);
         let market = WayfareMarket::new(address, provider.clone());
-        Ok((Self { provider, market, chain_id, from, rpc_url: rpc_url.to_string() }, outcome))
+        Ok((
+            Self {
+                provider,
+                market,
+                chain_id,
+                from,
+                rpc_url: rpc_url.to_string(),
+            },
+            outcome,
+        ))
     }
 
     /// The market's address.
@@ -191,7 +243,9 @@ impl MarketClient {
     }
 
     fn need_signer(&self, what: &str) -> Result<Address, ChainError> {
-        self.from.ok_or_else(|| ChainError::NoSigner { what: what.to_string() })
+        self.from.ok_or_else(|| ChainError::NoSigner {
+            what: what.to_string(),
+        })
     }
 
     async fn send<C: SolCall>(
@@ -200,18 +254,17 @@ impl MarketClient {
         call: SolCallBuilder<&DynProvider, C>,
     ) -> Result<TxOutcome, ChainError> {
         self.need_signer(what)?;
-        let pending = call.send().await.map_err(|e| describe_contract_error(what, e))?;
-        let hash = *pending.tx_hash();
-        let receipt = pending
-            .with_timeout(Some(Duration::from_secs(120)))
-            .get_receipt()
+        let pending = call
+            .send()
             .await
-            .map_err(|e| ChainError::Rpc {
-                what: what.to_string(),
-                why: format!("transaction {hash} was sent but no receipt came: {e}"),
-            })?;
+            .map_err(|e| describe_contract_error(what, e))?;
+        let hash = *pending.tx_hash();
+        let receipt = wait_for_receipt(&self.provider, what, hash).await?;
         if !receipt.status() {
-            return Err(ChainError::TxFailed { what: what.to_string(), hash });
+            return Err(ChainError::TxFailed {
+                what: what.to_string(),
+                hash,
+            });
         }
         Ok(TxOutcome {
             hash,
@@ -225,7 +278,9 @@ impl MarketClient {
         what: &str,
         call: SolCallBuilder<&DynProvider, C>,
     ) -> Result<C::Return, ChainError> {
-        call.call().await.map_err(|e| describe_contract_error(what, e))
+        call.call()
+            .await
+            .map_err(|e| describe_contract_error(what, e))
     }
 
     // --- registry -------------------------------------------------------------------------
@@ -239,8 +294,10 @@ impl MarketClient {
         metadata: String,
         funds: U256,
     ) -> Result<TxOutcome, ChainError> {
-        let call =
-            self.market.registerSeller(signer, payout, encryption_key, metadata).value(funds);
+        let call = self
+            .market
+            .registerSeller(signer, payout, encryption_key, metadata)
+            .value(funds);
         self.send("registerSeller", call).await
     }
 
@@ -252,23 +309,31 @@ impl MarketClient {
         encryption_key: B256,
         metadata: String,
     ) -> Result<TxOutcome, ChainError> {
-        let call = self.market.updateSeller(signer, payout, encryption_key, metadata);
+        let call = self
+            .market
+            .updateSeller(signer, payout, encryption_key, metadata);
         self.send("updateSeller", call).await
     }
 
     /// `fundSeller`: adds to the sending seller's burn funds.
     pub async fn fund_seller(&self, amount: U256) -> Result<TxOutcome, ChainError> {
-        self.send("fundSeller", self.market.fundSeller().value(amount)).await
+        self.send("fundSeller", self.market.fundSeller().value(amount))
+            .await
     }
 
     /// `withdrawSellerFunds`.
     pub async fn withdraw_seller_funds(&self, amount: U256) -> Result<TxOutcome, ChainError> {
-        self.send("withdrawSellerFunds", self.market.withdrawSellerFunds(amount)).await
+        self.send(
+            "withdrawSellerFunds",
+            self.market.withdrawSellerFunds(amount),
+        )
+        .await
     }
 
     /// `deactivateSeller`: no new channels; open ones run on.
     pub async fn deactivate_seller(&self) -> Result<TxOutcome, ChainError> {
-        self.send("deactivateSeller", self.market.deactivateSeller()).await
+        self.send("deactivateSeller", self.market.deactivateSeller())
+            .await
     }
 
     // --- channels -------------------------------------------------------------------------
@@ -285,15 +350,23 @@ impl MarketClient {
         let sol_offer = to_sol_offer(offer);
         let call = self
             .market
-            .open(sol_offer, Bytes::copy_from_slice(seller_sig), voucher_signer)
+            .open(
+                sol_offer,
+                Bytes::copy_from_slice(seller_sig),
+                voucher_signer,
+            )
             .value(value);
         let outcome = self.send("open", call).await?;
-        Ok((eip712::channel_id(self.chain_id, self.address(), offer.seller, offer.nonce), outcome))
+        Ok((
+            eip712::channel_id(self.chain_id, self.address(), offer.seller, offer.nonce),
+            outcome,
+        ))
     }
 
     /// `topUp`: adds to an open channel's deposit.
     pub async fn top_up(&self, id: B256, amount: U256) -> Result<TxOutcome, ChainError> {
-        self.send("topUp", self.market.topUp(id).value(amount)).await
+        self.send("topUp", self.market.topUp(id).value(amount))
+            .await
     }
 
     /// `settle` with a voucher; pass an empty signature to settle on the best stored voucher.
@@ -303,7 +376,9 @@ impl MarketClient {
         amount: U256,
         voucher_sig: &[u8],
     ) -> Result<TxOutcome, ChainError> {
-        let call = self.market.settle(id, amount, Bytes::copy_from_slice(voucher_sig));
+        let call = self
+            .market
+            .settle(id, amount, Bytes::copy_from_slice(voucher_sig));
         self.send("settle", call).await
     }
 
@@ -336,7 +411,9 @@ impl MarketClient {
         amount: U256,
         voucher_sig: &[u8],
     ) -> Result<TxOutcome, ChainError> {
-        let call = self.market.submitVoucher(id, amount, Bytes::copy_from_slice(voucher_sig));
+        let call = self
+            .market
+            .submitVoucher(id, amount, Bytes::copy_from_slice(voucher_sig));
         self.send("submitVoucher", call).await
     }
 
@@ -380,37 +457,44 @@ impl MarketClient {
 
     /// `channelId(seller, nonce)` as the contract computes it.
     pub async fn channel_id(&self, seller: Address, nonce: u64) -> Result<B256, ChainError> {
-        self.view("channelId", self.market.channelId(seller, nonce)).await
+        self.view("channelId", self.market.channelId(seller, nonce))
+            .await
     }
 
     /// `hashOffer`: the EIP-712 digest the seller signs.
     pub async fn hash_offer(&self, offer: &eip712::Offer) -> Result<B256, ChainError> {
-        self.view("hashOffer", self.market.hashOffer(to_sol_offer(offer))).await
+        self.view("hashOffer", self.market.hashOffer(to_sol_offer(offer)))
+            .await
     }
 
     /// `hashVoucher`.
     pub async fn hash_voucher(&self, id: B256, amount: U256) -> Result<B256, ChainError> {
-        self.view("hashVoucher", self.market.hashVoucher(id, amount)).await
+        self.view("hashVoucher", self.market.hashVoucher(id, amount))
+            .await
     }
 
     /// `hashCloseConsent`.
     pub async fn hash_close_consent(&self, id: B256, amount: U256) -> Result<B256, ChainError> {
-        self.view("hashCloseConsent", self.market.hashCloseConsent(id, amount)).await
+        self.view("hashCloseConsent", self.market.hashCloseConsent(id, amount))
+            .await
     }
 
     /// `domainSeparator`.
     pub async fn domain_separator(&self) -> Result<B256, ChainError> {
-        self.view("domainSeparator", self.market.domainSeparator()).await
+        self.view("domainSeparator", self.market.domainSeparator())
+            .await
     }
 
     /// `withdrawable(account)`.
     pub async fn withdrawable(&self, account: Address) -> Result<U256, ChainError> {
-        self.view("withdrawable", self.market.withdrawable(account)).await
+        self.view("withdrawable", self.market.withdrawable(account))
+            .await
     }
 
     /// `burnedUnswept`.
     pub async fn burned_unswept(&self) -> Result<U256, ChainError> {
-        self.view("burnedUnswept", self.market.burnedUnswept()).await
+        self.view("burnedUnswept", self.market.burnedUnswept())
+            .await
     }
 
     /// `burnSink`.
@@ -420,7 +504,8 @@ impl MarketClient {
 
     /// `challengePeriod` in seconds.
     pub async fn challenge_period(&self) -> Result<u64, ChainError> {
-        self.view("challengePeriod", self.market.challengePeriod()).await
+        self.view("challengePeriod", self.market.challengePeriod())
+            .await
     }
 
     /// The latest block's number and timestamp.
@@ -430,7 +515,10 @@ impl MarketClient {
             .get_block_by_number(alloy::eips::BlockNumberOrTag::Latest)
             .await
             .map_err(|e| ChainError::unreachable(&self.rpc_url, &e.to_string()))?
-            .ok_or_else(|| ChainError::Rpc { what: "head".into(), why: "no latest block".into() })?;
+            .ok_or_else(|| ChainError::Rpc {
+                what: "head".into(),
+                why: "no latest block".into(),
+            })?;
         Ok((block.header.number, block.header.timestamp))
     }
 
@@ -457,5 +545,45 @@ pub fn to_sol_offer(o: &eip712::Offer) -> WayfareMarket::Offer {
         paymentInterval: o.paymentInterval,
         nonce: o.nonce,
         expiry: o.expiry,
+    }
+}
+
+/// How long a sent transaction may take to be mined before we give up waiting (it may still be
+/// mined later; the error says so).
+pub const RECEIPT_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Polls `eth_getTransactionReceipt` until the transaction is mined (works the same on every
+/// node, with or without new-block subscriptions).
+pub async fn wait_for_receipt(
+    provider: &DynProvider,
+    what: &str,
+    hash: TxHash,
+) -> Result<alloy::rpc::types::TransactionReceipt, ChainError> {
+    let started = std::time::Instant::now();
+    let mut delay = Duration::from_millis(20);
+    loop {
+        match provider.get_transaction_receipt(hash).await {
+            Ok(Some(receipt)) => return Ok(receipt),
+            Ok(None) => {}
+            Err(e) => {
+                return Err(ChainError::Rpc {
+                    what: what.to_string(),
+                    why: format!(
+                        "transaction {hash} was sent, but asking for its receipt failed: {e}"
+                    ),
+                });
+            }
+        }
+        if started.elapsed() > RECEIPT_TIMEOUT {
+            return Err(ChainError::Rpc {
+                what: what.to_string(),
+                why: format!(
+                    "transaction {hash} was sent but not mined within {} s: check it later with a block explorer or `cast receipt`",
+                    RECEIPT_TIMEOUT.as_secs()
+                ),
+            });
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_millis(500));
     }
 }

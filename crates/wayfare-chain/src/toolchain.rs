@@ -49,10 +49,16 @@ pub fn find_tool(tool: &str) -> Result<PathBuf, ToolNotFound> {
         }
     }
     looked.push("PATH".into());
-    Err(ToolNotFound { tool: tool.to_string(), env, looked: looked.join(", ") })
+    Err(ToolNotFound {
+        tool: tool.to_string(),
+        env,
+        looked: looked.join(", "),
+    })
 }
 
 fn is_executable(p: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
-    p.metadata().map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0).unwrap_or(false)
+    p.metadata()
+        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        .unwrap_or(false)
 }

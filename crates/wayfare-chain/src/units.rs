@@ -20,7 +20,10 @@ pub struct AmountError {
 /// Parses an amount: a bare integer is wei; `eth`/`ether`, `gwei` and `wei` suffixes are
 /// accepted with or without a space, in any case.
 pub fn parse_amount(input: &str) -> Result<U256, AmountError> {
-    let err = |why: &str| AmountError { input: input.to_string(), why: why.to_string() };
+    let err = |why: &str| AmountError {
+        input: input.to_string(),
+        why: why.to_string(),
+    };
     let s = input.trim().to_ascii_lowercase();
     if s.is_empty() {
         return Err(err("it is empty"));
@@ -37,7 +40,11 @@ pub fn parse_amount(input: &str) -> Result<U256, AmountError> {
         "" | "wei" => Unit::WEI,
         "gwei" => Unit::GWEI,
         "eth" | "ether" => Unit::ETHER,
-        other => return Err(err(&format!("unknown unit `{other}` (use wei, gwei or eth)"))),
+        other => {
+            return Err(err(&format!(
+                "unknown unit `{other}` (use wei, gwei or eth)"
+            )));
+        }
     };
     if unit == Unit::WEI && number.contains('.') {
         return Err(err("wei has no fractions"));
@@ -90,10 +97,19 @@ mod tests {
     #[test]
     fn parses_units_and_bare_wei() {
         assert_eq!(parse_amount("1000").unwrap(), U256::from(1000u64));
-        assert_eq!(parse_amount("0.01eth").unwrap(), U256::from(10_000_000_000_000_000u64));
-        assert_eq!(parse_amount("0.01 ETH").unwrap(), U256::from(10_000_000_000_000_000u64));
+        assert_eq!(
+            parse_amount("0.01eth").unwrap(),
+            U256::from(10_000_000_000_000_000u64)
+        );
+        assert_eq!(
+            parse_amount("0.01 ETH").unwrap(),
+            U256::from(10_000_000_000_000_000u64)
+        );
         assert_eq!(parse_amount("5gwei").unwrap(), U256::from(5_000_000_000u64));
-        assert_eq!(parse_amount("2 ether").unwrap(), U256::from(2_000_000_000_000_000_000u64));
+        assert_eq!(
+            parse_amount("2 ether").unwrap(),
+            U256::from(2_000_000_000_000_000_000u64)
+        );
     }
 
     #[test]
@@ -107,8 +123,14 @@ mod tests {
 
     #[test]
     fn formats_eth_without_trailing_zeros() {
-        assert_eq!(format_eth(U256::from(10_000_000_000_000_000u64)), "0.01 ETH");
-        assert_eq!(format_eth(U256::from(2_000_000_000_000_000_000u64)), "2 ETH");
+        assert_eq!(
+            format_eth(U256::from(10_000_000_000_000_000u64)),
+            "0.01 ETH"
+        );
+        assert_eq!(
+            format_eth(U256::from(2_000_000_000_000_000_000u64)),
+            "2 ETH"
+        );
         assert_eq!(format_eth(U256::from(1u64)), "0.000000000000000001 ETH");
         assert_eq!(format_eth(U256::ZERO), "0 ETH");
     }

@@ -9,7 +9,10 @@ use proptest::prelude::*;
 use wayfare_proto::eip712;
 
 fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime")
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
 }
 
 fn arb_address() -> impl Strategy<Value = Address> {
@@ -44,10 +47,15 @@ fn digests_match_the_deployed_contract() {
     let client = rt.block_on(lab.client(&lab.buyer));
     let domain = lab.domain();
 
-    let on_chain = rt.block_on(client.domain_separator()).expect("domainSeparator");
+    let on_chain = rt
+        .block_on(client.domain_separator())
+        .expect("domainSeparator");
     assert_eq!(on_chain, domain.separator(), "domain separator differs");
 
-    let config = ProptestConfig { cases: 128, ..ProptestConfig::default() };
+    let config = ProptestConfig {
+        cases: 128,
+        ..ProptestConfig::default()
+    };
     proptest!(config, |(offer in arb_offer(), id in arb_b256(), amount in arb_u256(),
                         seller in arb_address(), nonce in any::<u64>())| {
         let hash = rt.block_on(client.hash_offer(&offer)).expect("hashOffer");

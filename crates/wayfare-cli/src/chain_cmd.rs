@@ -42,7 +42,12 @@ pub struct ConnArgs {
     #[arg(long, global = true, default_value = "WAYFARE_PASSWORD")]
     password_env: String,
     /// Raw private key (devnets only: refused unless the chain id is 31337).
-    #[arg(long, global = true, env = "WAYFARE_PRIVATE_KEY", hide_env_values = true)]
+    #[arg(
+        long,
+        global = true,
+        env = "WAYFARE_PRIVATE_KEY",
+        hide_env_values = true
+    )]
     private_key: Option<String>,
     /// Print results as JSON.
     #[arg(long, global = true)]
@@ -226,12 +231,18 @@ impl ConnArgs {
             .rpc_url
             .clone()
             .or_else(|| devnet.as_ref().map(|d| d.rpc_url.clone()))
-            .context("no node to talk to: pass --rpc-url URL (or WAYFARE_RPC_URL), or --devnet DIR")?;
+            .context(
+                "no node to talk to: pass --rpc-url URL (or WAYFARE_RPC_URL), or --devnet DIR",
+            )?;
         let market = self
             .market
             .or_else(|| devnet.as_ref().map(|d| d.market))
-            .context("no market address: pass --market ADDRESS (or WAYFARE_MARKET), or --devnet DIR")?;
-        let expected_chain_id = self.chain_id.or_else(|| devnet.as_ref().map(|d| d.chain_id));
+            .context(
+                "no market address: pass --market ADDRESS (or WAYFARE_MARKET), or --devnet DIR",
+            )?;
+        let expected_chain_id = self
+            .chain_id
+            .or_else(|| devnet.as_ref().map(|d| d.chain_id));
         let mut from_private_key = false;
         let signer = if let Some(pk) = &self.private_key {
             from_private_key = true;
@@ -240,7 +251,9 @@ impl ConnArgs {
             let keystore = match (&self.keystore, &self.as_name, &devnet) {
                 (Some(path), _, _) => Some(path.clone()),
                 (None, Some(name), Some(d)) => Some(devnet_keystore(d, name)?),
-                (None, Some(_), None) => bail!("--as needs --devnet DIR (the devnet that named the account)"),
+                (None, Some(_), None) => {
+                    bail!("--as needs --devnet DIR (the devnet that named the account)")
+                }
                 (None, None, _) => None,
             };
             match keystore {
@@ -260,17 +273,28 @@ impl ConnArgs {
             }
         };
         if needs_signer && signer.is_none() {
-            bail!("this sends a transaction: choose the account with --keystore PATH, --as NAME (devnet) or --private-key (devnet only)");
+            bail!(
+                "this sends a transaction: choose the account with --keystore PATH, --as NAME (devnet) or --private-key (devnet only)"
+            );
         }
-        let client =
-            MarketClient::connect(ConnectOptions { rpc_url, market, expected_chain_id, signer }).await?;
+        let client = MarketClient::connect(ConnectOptions {
+            rpc_url,
+            market,
+            expected_chain_id,
+            signer,
+        })
+        .await?;
         if from_private_key && client.chain_id() != DEVNET_CHAIN_ID {
             bail!(
                 "--private-key is accepted on devnets only (chain {DEVNET_CHAIN_ID}); this node is chain {}: use --keystore",
                 client.chain_id()
             );
         }
-        Ok(Ctx { client, json: self.json, devnet })
+        Ok(Ctx {
+            client,
+            json: self.json,
+            devnet,
+        })
     }
 }
 
@@ -293,7 +317,10 @@ fn devnet_keystore(d: &DevnetInfo, name: &str) -> anyhow::Result<PathBuf> {
         }
         names.push(format!("buyer-{}", i + 1));
     }
-    bail!("the devnet has no account named `{name}`; it has: {}", names.join(", "))
+    bail!(
+        "the devnet has no account named `{name}`; it has: {}",
+        names.join(", ")
+    )
 }
 
 pub async fn run(args: ChainArgs) -> anyhow::Result<()> {
@@ -309,7 +336,9 @@ pub async fn run(args: ChainArgs) -> anyhow::Result<()> {
     match args.cmd {
         ChainCmd::Info => info(&ctx).await,
         ChainCmd::Balance { account } => {
-            let account = account.or(c.from()).context("which account? pass it, or --as / --keystore")?;
+            let account = account
+                .or(c.from())
+                .context("which account? pass it, or --as / --keystore")?;
             let balance = c.balance(account).await?;
             let withdrawable = c.withdrawable(account).await?;
             if ctx.json {
@@ -327,12 +356,18 @@ pub async fn run(args: ChainArgs) -> anyhow::Result<()> {
             }
         }
         ChainCmd::Seller(cmd) => seller(&ctx, cmd).await,
-        ChainCmd::Channel(ChannelCmd::List { seller, buyer, from_block }) => {
-            channel_list(&ctx, seller, buyer, from_block).await
-        }
+        ChainCmd::Channel(ChannelCmd::List {
+            seller,
+            buyer,
+            from_block,
+        }) => channel_list(&ctx, seller, buyer, from_block).await,
         ChainCmd::Channel(ChannelCmd::Show { id }) => channel_show(&ctx, id).await,
         ChainCmd::TopUp { id, amount } => done(&ctx, "topped up", c.top_up(id, amount).await?),
-        ChainCmd::Settle { id, amount, voucher_sig } => {
+        ChainCmd::Settle {
+            id,
+            amount,
+            voucher_sig,
+        } => {
             let (amount, sig) = match (amount, voucher_sig) {
                 (Some(a), Some(s)) => (a, s),
                 _ => (U256::ZERO, Bytes::new()),
@@ -343,13 +378,22 @@ pub async fn run(args: ChainArgs) -> anyhow::Result<()> {
             let tx = c.start_close(id).await?;
             if !ctx.json {
                 let ch = c.channel(id).await?;
-                println!("close started; finalize after {}", format_utc(closes_at(&ch)));
+                println!(
+                    "close started; finalize after {}",
+                    format_utc(closes_at(&ch))
+                );
             }
             done(&ctx, "close started", tx)
         }
-        ChainCmd::SubmitVoucher { id, amount, voucher_sig } => {
-            done(&ctx, "voucher submitted", c.submit_voucher(id, amount, &voucher_sig).await?)
-        }
+        ChainCmd::SubmitVoucher {
+            id,
+            amount,
+            voucher_sig,
+        } => done(
+            &ctx,
+            "voucher submitted",
+            c.submit_voucher(id, amount, &voucher_sig).await?,
+        ),
         ChainCmd::Finalize { id } => done(&ctx, "finalized", c.finalize(id).await?),
         ChainCmd::Withdraw => {
             let from = c.from().context("no sending account")?;
@@ -376,7 +420,10 @@ fn done(ctx: &Ctx, what: &str, tx: TxOutcome) -> anyhow::Result<()> {
     if ctx.json {
         output::json(&serde_json::json!({ "result": what, "tx": tx }))
     } else {
-        println!("{what}: tx {} in block {} ({} gas)", tx.hash, tx.block, tx.gas_used);
+        println!(
+            "{what}: tx {} in block {} ({} gas)",
+            tx.hash, tx.block, tx.gas_used
+        );
         Ok(())
     }
 }
@@ -431,7 +478,9 @@ async fn seller(ctx: &Ctx, cmd: SellerCmd) -> anyhow::Result<()> {
             let me = me.context("no sending account")?;
             let cur = c.seller(me).await?;
             if !cur.registered {
-                bail!("{me} is not a registered seller: register it first with `wayfare chain seller register`");
+                bail!(
+                    "{me} is not a registered seller: register it first with `wayfare chain seller register`"
+                );
             }
             let tx = c
                 .update_seller(
@@ -444,15 +493,22 @@ async fn seller(ctx: &Ctx, cmd: SellerCmd) -> anyhow::Result<()> {
             done(ctx, "updated", tx)
         }
         SellerCmd::Fund { amount } => done(ctx, "funded", c.fund_seller(amount).await?),
-        SellerCmd::Withdraw { amount } => {
-            done(ctx, "seller funds withdrawn", c.withdraw_seller_funds(amount).await?)
-        }
+        SellerCmd::Withdraw { amount } => done(
+            ctx,
+            "seller funds withdrawn",
+            c.withdraw_seller_funds(amount).await?,
+        ),
         SellerCmd::Deactivate => done(ctx, "deactivated", c.deactivate_seller().await?),
         SellerCmd::Show { account } => {
-            let account = account.or(me).context("which seller? pass its account, or --as / --keystore")?;
+            let account = account
+                .or(me)
+                .context("which seller? pass its account, or --as / --keystore")?;
             let s = c.seller(account).await?;
             if !s.registered {
-                bail!("{account} is not a registered seller on market {}", c.address());
+                bail!(
+                    "{account} is not a registered seller on market {}",
+                    c.address()
+                );
             }
             if ctx.json {
                 return output::json(&serde_json::json!({
@@ -467,7 +523,14 @@ async fn seller(ctx: &Ctx, cmd: SellerCmd) -> anyhow::Result<()> {
                 ("payout", s.payout.to_string()),
                 ("encryption key", s.encryptionKey.to_string()),
                 ("funds", format_eth(s.funds)),
-                ("active", if s.active { "yes".into() } else { "no (deactivated)".into() }),
+                (
+                    "active",
+                    if s.active {
+                        "yes".into()
+                    } else {
+                        "no (deactivated)".into()
+                    },
+                ),
                 ("metadata", s.metadata),
             ]);
             Ok(())
@@ -496,13 +559,17 @@ async fn channel_list(
     from_block: Option<u64>,
 ) -> anyhow::Result<()> {
     let c = &ctx.client;
-    let from = from_block.or(ctx.devnet.as_ref().map(|d| d.deploy_block)).unwrap_or(0);
+    let from = from_block
+        .or(ctx.devnet.as_ref().map(|d| d.deploy_block))
+        .unwrap_or(0);
     let (head, _) = c.head().await?;
     let logs = c.events_between(from, head).await?;
     let mut rows = Vec::new();
     let mut json = Vec::new();
     for log in logs {
-        let WayfareMarketEvents::ChannelOpened(ev) = &log.event else { continue };
+        let WayfareMarketEvents::ChannelOpened(ev) = &log.event else {
+            continue;
+        };
         if seller.is_some_and(|s| s != ev.seller) || buyer.is_some_and(|b| b != ev.buyer) {
             continue;
         }
@@ -528,14 +595,20 @@ async fn channel_list(
         println!("no channels opened since block {from}");
         return Ok(());
     }
-    output::table(&["channel", "seller", "buyer", "service", "deposit", "state"], &rows);
+    output::table(
+        &["channel", "seller", "buyer", "service", "deposit", "state"],
+        &rows,
+    );
     Ok(())
 }
 
 async fn channel_show(ctx: &Ctx, id: B256) -> anyhow::Result<()> {
     let ch = ctx.client.channel(id).await?;
     if ch.state == 0 {
-        bail!("no channel {id} on market {}: check the id (`wayfare chain channel list`)", ctx.client.address());
+        bail!(
+            "no channel {id} on market {}: check the id (`wayfare chain channel list`)",
+            ctx.client.address()
+        );
     }
     if ctx.json {
         return output::json(&channel_json(id, &ch));

@@ -56,13 +56,22 @@ pub async fn run(args: DevnetArgs) -> anyhow::Result<()> {
     opts.block_time = args.block_time;
     opts.seller_funds = args.seller_funds;
     let mut progress = |msg: &str| eprintln!("· {msg}");
-    let devnet = Devnet::start(opts, &mut progress).await.context("devnet failed to start")?;
+    let devnet = Devnet::start(opts, &mut progress)
+        .await
+        .context("devnet failed to start")?;
     let info = &devnet.info;
     if args.json {
         output::json(info)?;
     } else {
         let dir = info.dir.display();
-        println!("Wayfare devnet is up. Ctrl-C stops it{}.", if args.keep { "" } else { " and removes its directory" });
+        println!(
+            "Wayfare devnet is up. Ctrl-C stops it{}.",
+            if args.keep {
+                ""
+            } else {
+                " and removes its directory"
+            }
+        );
         output::pairs(&[
             ("RPC URL", info.rpc_url.clone()),
             ("WebSocket", info.ws_url.clone()),
@@ -93,7 +102,10 @@ pub async fn run(args: DevnetArgs) -> anyhow::Result<()> {
                 b.keystore.display().to_string(),
             ]);
         }
-        output::table(&["name", "account", "signer", "seller funds", "keystore"], &rows);
+        output::table(
+            &["name", "account", "signer", "seller funds", "keystore"],
+            &rows,
+        );
         if let Some(s) = info.sellers.first() {
             println!();
             println!("Try:");

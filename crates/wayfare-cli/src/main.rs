@@ -24,15 +24,21 @@ enum Cmd {
     /// Run a local devnet: anvil, the market, registered sellers and funded buyers (until Ctrl-C).
     Devnet(devnet_cmd::DevnetArgs),
     /// Act on the WayfareMarket contract by hand (sellers, channels, closes, ratings).
-    Chain(chain_cmd::ChainArgs),
+    Chain(Box<chain_cmd::ChainArgs>),
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_new(&cli.log)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: can't start the async runtime: {e}");
@@ -42,7 +48,7 @@ fn main() -> std::process::ExitCode {
     let result = runtime.block_on(async {
         match cli.cmd {
             Cmd::Devnet(args) => devnet_cmd::run(args).await,
-            Cmd::Chain(args) => chain_cmd::run(args).await,
+            Cmd::Chain(args) => chain_cmd::run(*args).await,
         }
     });
     match result {

@@ -28,13 +28,21 @@ pub async fn lab(sellers: usize) -> Lab {
     opts.sellers = sellers;
     opts.buyers = 1;
     opts.challenge_period = 600;
-    let devnet = Devnet::start(opts, &mut |_| {}).await.expect("devnet starts");
+    let devnet = Devnet::start(opts, &mut |_| {})
+        .await
+        .expect("devnet starts");
     let pw = PasswordSource::File(devnet.info.password_file.clone());
     let s = &devnet.info.sellers[0];
     let seller = load_keystore(&s.account.keystore, &pw).expect("seller keystore");
     let seller_signer = load_keystore(&s.signer.keystore, &pw).expect("signer keystore");
     let buyer = load_keystore(&devnet.info.buyers[0].keystore, &pw).expect("buyer keystore");
-    Lab { devnet, _dir: dir, seller, seller_signer, buyer }
+    Lab {
+        devnet,
+        _dir: dir,
+        seller,
+        seller_signer,
+        buyer,
+    }
 }
 
 impl Lab {
@@ -68,7 +76,8 @@ impl Lab {
             nonce,
             expiry,
         };
-        let sig = secret(&self.seller_signer).sign_digest(eip712::offer_digest(&offer, &self.domain()));
+        let sig =
+            secret(&self.seller_signer).sign_digest(eip712::offer_digest(&offer, &self.domain()));
         (offer, sig)
     }
 }
