@@ -9,11 +9,13 @@ export CARGO_TARGET_DIR ?= $(CURDIR)/target
 CARGO ?= cargo
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Debian packages the tests and the demo need (namespace lab tools join as the data planes land).
-APT_PACKAGES := ca-certificates curl git iproute2 nftables pkg-config build-essential nodejs npm
+APT_PACKAGES := ca-certificates curl git iproute2 nftables pkg-config build-essential nodejs npm \
+	iperf3 shadowsocks-libev
 DEVNET_DIR ?= $(CURDIR)/.devnet
 WAYFARE := $(CARGO_TARGET_DIR)/debug/wayfare
 
-.PHONY: help setup apt npm build test test-contracts test-rust lint fmt demo artifacts snapshot bench-proto
+.PHONY: help setup apt npm build test test-contracts test-rust lint fmt demo artifacts snapshot bench-proto \
+	bench-shadowsocks
 
 help:
 	@echo "make test        set up everything, then run every test"
@@ -22,6 +24,7 @@ help:
 	@echo "make artifacts   rebuild the contract and refresh crates/wayfare-chain/artifacts"
 	@echo "make snapshot    refresh contracts/.gas-snapshot"
 	@echo "make bench-proto run the wayfare-proto micro-benchmarks"
+	@echo "make bench-shadowsocks  Wayfare shadowsocks vs shadowsocks-libev (iperf3, namespace lab, root)"
 
 setup: apt npm
 
@@ -71,6 +74,9 @@ snapshot: npm
 
 bench-proto:
 	$(CARGO) bench -p wayfare-proto
+
+bench-shadowsocks: setup
+	bench/shadowsocks/run.sh
 
 demo: setup
 	$(CARGO) build -p wayfare-cli

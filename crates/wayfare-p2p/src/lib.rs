@@ -1,5 +1,42 @@
 //! Wayfare's peer-to-peer layer on libp2p: signed announcements (gossipsub), discovery
-//! (Kademlia), negotiation and session messages (request-response) and relays.
+//! (Kademlia), negotiation and session messages (request-response) and relays (circuit relay
+//! v2, dcutr).
 //!
-//! Not built yet: see the discovery and negotiation issue. This crate exists so the
-//! workspace has its final layout and dependency direction (proto <- p2p <- node).
+//! ```text
+//!  seller node                        relay                          buyer node
+//!  P2pHandle::publish(Announcement) ─▶ gossipsub ─▶ validate (size, expiry, origin,
+//!                                                   signer == Registry::signer_of(seller))
+//!                                                   ─▶ P2pEvent::Announcement ─▶ OfferBook
+//!  P2pEvent::Request{QuoteRequest} ◀── /p2p-circuit ◀── P2pHandle::request(seller, QuoteRequest)
+//!  Responder::respond(Quote) ────────▶ ─────────────▶ Ok(Some(Quote))
+//! ```
+//!
+//! Request-response carries `wayfare_proto::Message::encode()` bytes (one message per stream,
+//! capped at 64 KiB); the answer is a message or an empty acknowledgement. A malformed request
+//! gets a `Refusal(BadRequest)` and a strike against its sender; invalid announcements are
+//! rejected in gossipsub validation (peer score penalty); floods are rate limited per peer.
+//! With [`Advertise::Relay`] a node tells others only relay circuit addresses.
+
+mod announce;
+mod codec;
+mod config;
+mod keyfile;
+mod node;
+mod offers;
+mod ratelimit;
+mod registry;
+
+pub use announce::{
+    AnnouncementError, MAX_ANNOUNCEMENT_BYTES, check_signature, precheck, sign_announcement,
+};
+pub use codec::{REQUEST_PROTOCOL, RawCodec};
+pub use config::{Advertise, P2pConfig, RelayServerConfig};
+pub use keyfile::{KeyFileError, load_or_create_keypair};
+pub use libp2p::{Multiaddr, PeerId, identity::Keypair};
+pub use node::{
+    ANNOUNCEMENT_TOPIC, IDENTIFY_VERSION, KAD_PROTOCOL, P2pError, P2pEvent, P2pHandle, P2pNode,
+    Responder,
+};
+pub use offers::{CheapestFirst, OfferBook, OfferFilter, Ranker};
+pub use ratelimit::RateLimiter;
+pub use registry::{MemoryRegistry, Registry, RegistryError, SignerCache};

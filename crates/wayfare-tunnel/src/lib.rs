@@ -1,5 +1,18 @@
-//! Wayfare's data plane: WireGuard (gotatun + tun-rs) and shadowsocks services, NAT and
-//! firewall (nftables), routes, DNS, kill switch and per-session meters.
+//! Wayfare's data plane. Today: the shadowsocks service (a multi-user AEAD-2022 seller with
+//! per-session keys, runtime add/remove and live meters; a legacy one-port-per-session
+//! `chacha20-ietf-poly1305` seller; a buyer SOCKS5 front end and port forwarder), the exit
+//! policy and per-session meters, plus a network-namespace lab for tests.
 //!
-//! Not built yet: see the WireGuard and shadowsocks data-plane issues. This crate exists so
-//! the workspace has its final layout and dependency direction (proto <- tunnel <- node).
+//! Later: WireGuard (gotatun + tun-rs), NAT and firewall (nftables), routes, DNS and the
+//! kill switch, reusing [`meter`], [`exit_policy`] and [`lab`].
+
+pub mod error;
+pub mod exit_policy;
+pub mod lab;
+pub mod meter;
+mod relay;
+pub mod shadowsocks;
+
+pub use error::TunnelError;
+pub use exit_policy::{Cidr, ExitPolicy};
+pub use meter::{Meter, MeterSnapshot};

@@ -1,0 +1,211 @@
+//! A three-host network-namespace lab for end-to-end tests (needs root and iproute2):
+//!
+//! ```text
+//!  buyer ns            seller ns                internet ns
+//!  198.18.1.2 ---veth--- 198.18.1.1
+//!                       198.18.2.1 ---veth--- 198.18.2.2
+//! ```
+//! The buyer has no route to 198.18.2.0/24; only the seller can reach the internet ns.
+//! Names carry a random suffix; namespaces are deleted on drop, also when a test panics.
+//! [`NsRuntime`] runs async code with every worker thread inside one namespace.
+
+use std::{
+    fs::File,
+    future::Future,
+    io,
+    net::Ipv4Addr,
+    os::fd::AsRawFd,
+    process::{Command, Stdio},
+    sync::Arc,
+};
+
+use tracing::error;
+
+use crate::TunnelError;
+
+/// Buyer address.
+pub const BUYER_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 2);
+/// Seller address facing the buyer.
+pub const SELLER_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 1);
+/// Seller address facing the internet.
+pub const SELLER_UPLINK_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 2, 1);
+/// The "internet" host.
+pub const INTERNET_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 2, 2);
+
+/// Why the lab cannot run here, if it cannot (not root, no `ip`).
+pub fn unavailable_reason() -> Option<String> {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        return Some("not root: network namespaces need root".into());
+    }
+    match Command::new("ip").arg("-V").stdout(Stdio::null()).status() {
+        Ok(s) if s.success() => None,
+        _ => Some("`ip` (iproute2) not found".into()),
+    }
+}
+
+/// One named network namespace.
+#[derive(Debug)]
+pub struct Netns {
+    name: String,
+}
+
+impl Netns {
+    /// Its name under /run/netns.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// `ip netns exec NAME program`.
+    pub fn command(&self, program: &str) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.name, program]);
+        c
+    }
+
+    /// A tokio runtime whose threads all live in this namespace.
+    pub fn runtime(&self, workers: usize) -> Result<NsRuntime, TunnelError> {
+        let file = Arc::new(
+            File::open(format!("/run/netns/{}", self.name))
+                .map_err(|e| TunnelError::Lab(format!("open netns {}: {e}", self.name)))?,
+        );
+        let name = self.name.clone();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(workers.max(1))
+            .enable_all()
+            .thread_name(format!("ns-{name}"))
+            .on_thread_start(move || {
+                // SAFETY: setns on a valid netns fd only changes this thread's namespace.
+                let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+                if rc != 0 {
+                    error!(netns = %name, error = %io::Error::last_os_error(), "setns failed; this thread stays in the parent namespace");
+                }
+            })
+            .build()
+            .map_err(|e| TunnelError::Lab(format!("tokio runtime: {e}")))?;
+        Ok(NsRuntime { rt: Some(rt) })
+    }
+}
+
+/// A runtime bound to a namespace. Futures passed to [`NsRuntime::block_on`] run on its
+/// worker threads (never on the caller's), so their sockets are created in the namespace.
+pub struct NsRuntime {
+    rt: Option<tokio::runtime::Runtime>,
+}
+
+impl NsRuntime {
+    /// Run `fut` inside the namespace and wait for it.
+    pub fn block_on<F>(&self, fut: F) -> F::Output
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        let Some(rt) = self.rt.as_ref() else {
+            unreachable!("runtime present until drop")
+        };
+        match rt.block_on(rt.spawn(fut)) {
+            Ok(v) => v,
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        }
+    }
+
+    /// Spawn `fut` inside the namespace.
+    pub fn spawn<F>(&self, fut: F) -> tokio::task::JoinHandle<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        let Some(rt) = self.rt.as_ref() else {
+            unreachable!("runtime present until drop")
+        };
+        rt.spawn(fut)
+    }
+}
+
+impl Drop for NsRuntime {
+    fn drop(&mut self) {
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+/// The three namespaces, wired.
+#[derive(Debug)]
+pub struct Lab {
+    /// Buyer host.
+    pub buyer: Netns,
+    /// Seller host (the exit).
+    pub seller: Netns,
+    /// Internet host.
+    pub internet: Netns,
+}
+
+fn ip(args: &[&str]) -> Result<(), TunnelError> {
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .map_err(|e| TunnelError::Lab(format!("run ip: {e}")))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(TunnelError::Lab(format!(
+            "`ip {}` failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )))
+    }
+}
+
+impl Lab {
+    /// Create and wire the namespaces.
+    pub fn new() -> Result<Self, TunnelError> {
+        let sfx: String = format!("{:08x}", rand::random::<u32>());
+        let lab = Self {
+            buyer: Netns {
+                name: format!("wf-buyer-{sfx}"),
+            },
+            seller: Netns {
+                name: format!("wf-seller-{sfx}"),
+            },
+            internet: Netns {
+                name: format!("wf-inet-{sfx}"),
+            },
+        };
+        // From here on, Drop cleans up whatever was created.
+        for ns in [&lab.buyer, &lab.seller, &lab.internet] {
+            ip(&["netns", "add", &ns.name])?;
+            ip(&["-n", &ns.name, "link", "set", "lo", "up"])?;
+        }
+        let (b, s, i) = (&lab.buyer.name, &lab.seller.name, &lab.internet.name);
+        let (vb, vsb) = (format!("wb{sfx}"), format!("ws{sfx}"));
+        let (vsi, vi) = (format!("wu{sfx}"), format!("wi{sfx}"));
+        ip(&[
+            "link", "add", &vb, "netns", b, "type", "veth", "peer", "name", &vsb, "netns", s,
+        ])?;
+        ip(&[
+            "link", "add", &vsi, "netns", s, "type", "veth", "peer", "name", &vi, "netns", i,
+        ])?;
+        for (ns, dev, addr) in [
+            (b, &vb, format!("{BUYER_IP}/24")),
+            (s, &vsb, format!("{SELLER_IP}/24")),
+            (s, &vsi, format!("{SELLER_UPLINK_IP}/24")),
+            (i, &vi, format!("{INTERNET_IP}/24")),
+        ] {
+            ip(&["-n", ns, "addr", "add", &addr, "dev", dev])?;
+            ip(&["-n", ns, "link", "set", dev, "up"])?;
+        }
+        Ok(lab)
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for ns in [&self.buyer, &self.seller, &self.internet] {
+            let _ = Command::new("ip")
+                .args(["netns", "del", &ns.name])
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+}
