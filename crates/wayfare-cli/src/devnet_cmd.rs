@@ -127,7 +127,7 @@ pub async fn run(args: DevnetArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn wait_for_stop() -> anyhow::Result<()> {
+pub async fn wait_for_stop() -> anyhow::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).context("can't listen for SIGTERM")?;
     tokio::select! {

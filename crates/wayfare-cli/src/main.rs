@@ -1,9 +1,10 @@
-//! The `wayfare` command: a local devnet and the market by hand today; the daemon's client as
-//! the node lands.
+//! The `wayfare` command: a local devnet, the market by hand and a plain shadowsocks proxy
+//! today; the daemon's client as the node lands.
 
 mod chain_cmd;
 mod devnet_cmd;
 mod output;
+mod proxy_cmd;
 
 use clap::Parser;
 
@@ -25,6 +26,8 @@ enum Cmd {
     Devnet(devnet_cmd::DevnetArgs),
     /// Act on the WayfareMarket contract by hand (sellers, channels, closes, ratings).
     Chain(Box<chain_cmd::ChainArgs>),
+    /// A plain shadowsocks proxy without a chain (testing and benchmarks).
+    Proxy(proxy_cmd::ProxyArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -49,6 +52,7 @@ fn main() -> std::process::ExitCode {
         match cli.cmd {
             Cmd::Devnet(args) => devnet_cmd::run(args).await,
             Cmd::Chain(args) => chain_cmd::run(*args).await,
+            Cmd::Proxy(args) => proxy_cmd::run(args).await,
         }
     });
     match result {

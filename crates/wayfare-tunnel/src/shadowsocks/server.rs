@@ -27,7 +27,11 @@ use crate::{
 
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-pub(crate) const RELAY_BUF: usize = 64 * 1024;
+/// Relay buffer. Below 0xFFFF on purpose: with AEAD-2022 the first write carries the request
+/// header, whose length field is 16 bits and must also fit the address (<= 259 bytes) and
+/// padding (<= 900 bytes); a 64 KiB first write overflowed it and the seller reset the
+/// connection (seen with clients that send > 64 KiB right after CONNECT).
+pub(crate) const RELAY_BUF: usize = 60 * 1024;
 
 /// One buyer session as the seller sees it.
 #[derive(Debug)]
