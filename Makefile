@@ -10,12 +10,12 @@ CARGO ?= cargo
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Debian packages the tests and the demo need (namespace lab tools join as the data planes land).
 APT_PACKAGES := ca-certificates curl git iproute2 nftables pkg-config build-essential nodejs npm \
-	iperf3 shadowsocks-libev
+	iperf3 shadowsocks-libev wireguard-go wireguard-tools tcpdump
 DEVNET_DIR ?= $(CURDIR)/.devnet
 WAYFARE := $(CARGO_TARGET_DIR)/debug/wayfare
 
 .PHONY: help setup apt npm build test test-contracts test-rust lint fmt demo artifacts snapshot bench-proto \
-	bench-shadowsocks
+	bench-shadowsocks bench-wireguard
 
 help:
 	@echo "make test        set up everything, then run every test"
@@ -25,6 +25,7 @@ help:
 	@echo "make snapshot    refresh contracts/.gas-snapshot"
 	@echo "make bench-proto run the wayfare-proto micro-benchmarks"
 	@echo "make bench-shadowsocks  Wayfare shadowsocks vs shadowsocks-libev (iperf3, namespace lab, root)"
+	@echo "make bench-wireguard    Wayfare WireGuard vs wireguard-go (iperf3, namespace lab, root)"
 
 setup: apt npm
 
@@ -77,6 +78,9 @@ bench-proto:
 
 bench-shadowsocks: setup
 	bench/shadowsocks/run.sh
+
+bench-wireguard: setup
+	bench/wireguard/run.sh
 
 demo: setup
 	$(CARGO) build -p wayfare-cli

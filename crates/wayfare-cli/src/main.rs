@@ -5,6 +5,7 @@ mod chain_cmd;
 mod devnet_cmd;
 mod output;
 mod proxy_cmd;
+mod tunnel_cmd;
 
 use clap::Parser;
 
@@ -28,6 +29,8 @@ enum Cmd {
     Chain(Box<chain_cmd::ChainArgs>),
     /// A plain shadowsocks proxy without a chain (testing and benchmarks).
     Proxy(proxy_cmd::ProxyArgs),
+    /// A plain WireGuard tunnel without a chain (testing and benchmarks; root).
+    Tunnel(tunnel_cmd::TunnelArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -53,6 +56,7 @@ fn main() -> std::process::ExitCode {
             Cmd::Devnet(args) => devnet_cmd::run(args).await,
             Cmd::Chain(args) => chain_cmd::run(*args).await,
             Cmd::Proxy(args) => proxy_cmd::run(args).await,
+            Cmd::Tunnel(args) => tunnel_cmd::run(args).await,
         }
     });
     match result {

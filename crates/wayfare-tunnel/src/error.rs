@@ -39,6 +39,18 @@ pub enum TunnelError {
     /// An allow-list entry is not a CIDR.
     #[error("invalid CIDR {0:?}; expected ADDRESS/PREFIX such as 198.18.0.0/15")]
     BadCidr(String),
+    /// A WireGuard config could not be parsed.
+    #[error("invalid WireGuard config: {0}; expected a wg-quick file as exported by the seller")]
+    BadConfig(String),
+    /// The tunnel address pool is used up.
+    #[error("no free tunnel address in {0}; remove old sessions or configure a larger pool")]
+    PoolExhausted(String),
+    /// The WireGuard device failed.
+    #[error("WireGuard device: {0}")]
+    Device(String),
+    /// A system command (ip, nft, sysctl) failed.
+    #[error("system network setup failed: {0}; run as root with iproute2 and nftables installed")]
+    System(String),
     /// Network namespace lab setup failed.
     #[error("network namespace lab: {0}; run as root with iproute2 installed")]
     Lab(String),

@@ -30,6 +30,16 @@ impl Cidr {
         Ok(Self { addr, prefix })
     }
 
+    /// The range's address as written.
+    pub fn addr(&self) -> IpAddr {
+        self.addr
+    }
+
+    /// The prefix length.
+    pub fn prefix(&self) -> u8 {
+        self.prefix
+    }
+
     /// Whether `ip` lies in this range.
     pub fn contains(&self, ip: IpAddr) -> bool {
         match (self.addr, ip) {

@@ -1,10 +1,9 @@
 //! Wayfare's data plane. Today: the shadowsocks service (a multi-user AEAD-2022 seller with
 //! per-session keys, runtime add/remove and live meters; a legacy one-port-per-session
 //! `chacha20-ietf-poly1305` seller; a buyer SOCKS5 front end and port forwarder), the exit
-//! policy and per-session meters, plus a network-namespace lab for tests.
-//!
-//! Later: WireGuard (gotatun + tun-rs), NAT and firewall (nftables), routes, DNS and the
-//! kill switch, reusing [`meter`], [`exit_policy`] and [`lab`].
+//! policy and per-session meters, plus a network-namespace lab for tests; and WireGuard
+//! mode ([`wireguard`]: gotatun + tun-rs seller exit with nftables masquerade, buyer VPN with
+//! routes, DNS, IPv6 block and kill switch).
 
 pub mod error;
 pub mod exit_policy;
@@ -12,6 +11,7 @@ pub mod lab;
 pub mod meter;
 mod relay;
 pub mod shadowsocks;
+pub mod wireguard;
 
 pub use error::TunnelError;
 pub use exit_policy::{Cidr, ExitPolicy};

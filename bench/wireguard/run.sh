@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# Wayfare WireGuard (gotatun + tun-rs, both ends) vs wireguard-go + wg (both ends) in the
+# namespace lab, alternating, iperf3 TCP up and down through each tunnel, plus raw veth.
+# Needs root, iproute2, iperf3, nftables, wireguard-go, wireguard-tools.
+#   ROUNDS=3 SECONDS_PER_RUN=5 bench/wireguard/run.sh
+#   PERF=1 ...   also profiles one Wayfare upload with `perf` (both wg_tunnel processes)
+set -euo pipefail
+ROUNDS=${ROUNDS:-3}
+SECS=${SECONDS_PER_RUN:-5}
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+for tool in ip iperf3 nft wireguard-go wg; do
+  command -v "$tool" >/dev/null || { echo "missing $tool: apt-get install -y iproute2 iperf3 nftables wireguard-go wireguard-tools" >&2; exit 1; }
+done
+[ "$(id -u)" = 0 ] || { echo "run as root (network namespaces)" >&2; exit 1; }
+export WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD=1
+
+cargo build --release --quiet -p wayfare-tunnel --example wg_tunnel
+BIN=$CARGO_TARGET_DIR/release/examples/wg_tunnel
+
+S=$(printf '%06x' $((RANDOM * RANDOM % 16777216)))
+B=wfb-$S; SL=wfs-$S; I=wfi-$S
+PIDS=()
+WORK=$(mktemp -d)
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  for n in "$B" "$SL" "$I"; do ip netns del "$n" 2>/dev/null || true; done
+  rm -f "/var/run/wireguard/gs$S.sock" "/var/run/wireguard/gb$S.sock"
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+for n in "$B" "$SL" "$I"; do ip netns add "$n"; ip -n "$n" link set lo up; done
+ip link add "vb$S" netns "$B" type veth peer name "vs$S" netns "$SL"
+ip link add "vu$S" netns "$SL" type veth peer name "vi$S" netns "$I"
+ip -n "$B" addr add 198.18.1.2/24 dev "vb$S"; ip -n "$B" link set "vb$S" up
+ip -n "$SL" addr add 198.18.1.1/24 dev "vs$S"; ip -n "$SL" link set "vs$S" up
+ip -n "$SL" addr add 198.18.2.1/24 dev "vu$S"; ip -n "$SL" link set "vu$S" up
+ip -n "$I" addr add 198.18.2.2/24 dev "vi$S"; ip -n "$I" addr add 198.18.2.3/24 dev "vi$S"
+ip -n "$I" link set "vi$S" up
+
+# iperf3 servers: internet host (through the tunnels) and seller host (raw veth).
+ip netns exec "$I" iperf3 -s -p 5201 >/dev/null 2>&1 & PIDS+=($!)
+ip netns exec "$SL" iperf3 -s -B 198.18.1.1 -p 5202 >/dev/null 2>&1 & PIDS+=($!)
+
+# Wayfare: seller (pool 198.19.0.0/24) and buyer, split tunnel to 198.18.2.2 only.
+ip netns exec "$SL" "$BIN" serve --port 51820 --endpoint 198.18.1.1:51820 --pool 198.19.0.0/24 \
+  --allow 198.18.0.0/15 --tun "ws$S" --out "$WORK" >"$WORK/serve.out" & PIDS+=($!)
+SERVE_PID=$!
+for _ in $(seq 100); do grep -q READY "$WORK/serve.out" 2>/dev/null && break; sleep 0.1; done
+grep -q READY "$WORK/serve.out" || { echo "Wayfare seller did not start" >&2; exit 1; }
+ip netns exec "$B" "$BIN" connect --config "$WORK/session-0.conf" --tun "wb$S" --no-kill-switch \
+  --no-dns --split 198.18.2.2/32 >"$WORK/connect.out" & PIDS+=($!)
+CONNECT_PID=$!
+for _ in $(seq 100); do grep -q CONNECTED "$WORK/connect.out" 2>/dev/null && break; sleep 0.1; done
+grep -q CONNECTED "$WORK/connect.out" || { echo "Wayfare buyer did not connect" >&2; exit 1; }
+
+# wireguard-go both ends: seller 198.19.1.1/24 port 51821, buyer 198.19.1.2, route to 198.18.2.3.
+(umask 077; wg genkey >"$WORK/gs.key"; wg genkey >"$WORK/gb.key")
+GS_PUB=$(wg pubkey <"$WORK/gs.key"); GB_PUB=$(wg pubkey <"$WORK/gb.key")
+ip netns exec "$SL" wireguard-go -f "gs$S" >/dev/null 2>&1 & PIDS+=($!)
+ip netns exec "$B" wireguard-go -f "gb$S" >/dev/null 2>&1 & PIDS+=($!)
+for _ in $(seq 100); do [ -S "/var/run/wireguard/gs$S.sock" ] && [ -S "/var/run/wireguard/gb$S.sock" ] && break; sleep 0.1; done
+ip netns exec "$SL" wg set "gs$S" listen-port 51821 private-key "$WORK/gs.key" peer "$GB_PUB" allowed-ips 198.19.1.2/32
+ip -n "$SL" addr add 198.19.1.1/24 dev "gs$S"; ip -n "$SL" link set "gs$S" mtu 1420 up
+ip netns exec "$SL" sysctl -qw net.ipv4.ip_forward=1
+ip netns exec "$SL" nft -f - <<NFT
+table ip bench_wggo {
+  chain postrouting { type nat hook postrouting priority srcnat; policy accept;
+    ip saddr 198.19.1.0/24 oifname != "gs$S" masquerade
+  }
+}
+NFT
+ip netns exec "$B" wg set "gb$S" private-key "$WORK/gb.key" peer "$GS_PUB" endpoint 198.18.1.1:51821 allowed-ips 0.0.0.0/0
+ip -n "$B" addr add 198.19.1.2/32 dev "gb$S"; ip -n "$B" link set "gb$S" mtu 1420 up
+ip -n "$B" route add 198.18.2.3/32 dev "gb$S"
+sleep 1
+
+# iperf3 receiver-side throughput in Mbit/s; $1 = server address, $2 = port, $3 = "" or "-R".
+run() {
+  local out
+  out=$(ip netns exec "$B" iperf3 -c "$1" -p "$2" -t "$SECS" -f m $3 2>&1) || { echo "iperf3 failed: $out" >&2; echo 0; return; }
+  echo "$out" | awk '/receiver/ { for (i = 1; i <= NF; i++) if ($i == "Mbits/sec") v = $(i-1) } END { print v + 0 }'
+}
+median() { sort -n | awk '{ a[NR] = $1 } END { if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
+
+# Sanity: each tunnel carries traffic.
+ip netns exec "$B" iperf3 -c 198.18.2.2 -p 5201 -t 1 >/dev/null || { echo "no traffic through Wayfare" >&2; exit 1; }
+ip netns exec "$B" iperf3 -c 198.18.2.3 -p 5201 -t 1 >/dev/null || { echo "no traffic through wireguard-go" >&2; exit 1; }
+
+: >"$WORK/wu"; : >"$WORK/wd"; : >"$WORK/gu"; : >"$WORK/gd"; : >"$WORK/v"
+for r in $(seq "$ROUNDS"); do
+  wu=$(run 198.18.2.2 5201 ""); gu=$(run 198.18.2.3 5201 "")
+  wd=$(run 198.18.2.2 5201 -R); gd=$(run 198.18.2.3 5201 -R)
+  v=$(run 198.18.1.1 5202 "")
+  echo "round $r: wayfare up $wu down $wd | wireguard-go up $gu down $gd | veth $v (Mbit/s)"
+  echo "$wu" >>"$WORK/wu"; echo "$wd" >>"$WORK/wd"; echo "$gu" >>"$WORK/gu"; echo "$gd" >>"$WORK/gd"
+  echo "$v" >>"$WORK/v"
+done
+WU=$(median <"$WORK/wu"); WD=$(median <"$WORK/wd"); GU=$(median <"$WORK/gu"); GD=$(median <"$WORK/gd")
+V=$(median <"$WORK/v")
+if [ "${PERF:-0}" = 1 ] && command -v perf >/dev/null; then
+  perf record -q -F 999 -g -o "$WORK/perf.data" -p "$SERVE_PID,$CONNECT_PID" -- sleep "$SECS" >/dev/null 2>&1 &
+  PERF_PID=$!
+  run 198.18.2.2 5201 "" >/dev/null
+  wait "$PERF_PID" || true
+  echo "perf: top symbols (self time) of both Wayfare ends during one upload"
+  perf report -q -i "$WORK/perf.data" --no-children -g none --sort dso,symbol 2>/dev/null | grep -v '^$' | grep '%' | head -30
+fi
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "nan" }'; }
+echo "medians over $ROUNDS rounds of ${SECS}s: wayfare up $WU down $WD, wireguard-go up $GU down $GD, veth $V (Mbit/s)"
+echo "RESULT wayfare_up_mbps=$WU wireguard_go_up_mbps=$GU ratio_up=$(ratio "$WU" "$GU") wayfare_down_mbps=$WD wireguard_go_down_mbps=$GD ratio_down=$(ratio "$WD" "$GD") veth_mbps=$V"
