@@ -5,7 +5,10 @@ use std::{net::SocketAddr, path::PathBuf};
 use anyhow::Context;
 use wayfare_tunnel::{
     Cidr, ExitPolicy,
-    wireguard::{Routing, WgBuyer, WgBuyerConfig, WgClientConfig, WgSeller, WgSellerConfig},
+    wireguard::{
+        DEFAULT_STATE_DIR, Routing, WgBuyer, WgBuyerConfig, WgClientConfig, WgSeller,
+        WgSellerConfig, repair,
+    },
 };
 
 use crate::output;
@@ -23,6 +26,15 @@ enum TunnelCmd {
     Serve(ServeArgs),
     /// Bring a full-device VPN up from a wg-quick config (kill switch on) until Ctrl-C.
     Connect(ConnectArgs),
+    /// Undo what a crashed or killed `connect` left: routes, DNS, the kill switch.
+    Repair {
+        /// Name of the crashed connection's TUN device.
+        #[arg(long, default_value = "wf-vpn0")]
+        tun: String,
+        /// Where `connect` records its changes.
+        #[arg(long, default_value = DEFAULT_STATE_DIR)]
+        state_dir: PathBuf,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -67,12 +79,33 @@ struct ConnectArgs {
     /// Leave /etc/resolv.conf alone (default: DNS goes through the tunnel while connected).
     #[arg(long)]
     no_dns: bool,
+    /// Where the changes are recorded so that a crash can be undone (`wayfare tunnel repair`).
+    #[arg(long, default_value = DEFAULT_STATE_DIR)]
+    state_dir: PathBuf,
 }
 
 pub async fn run(args: TunnelArgs) -> anyhow::Result<()> {
     match args.cmd {
         TunnelCmd::Serve(a) => serve(a).await,
         TunnelCmd::Connect(a) => connect(a).await,
+        TunnelCmd::Repair { tun, state_dir } => {
+            let r = repair(&tun, &state_dir)?;
+            if r.found_state {
+                println!(
+                    "repaired {tun}: routes and kill switch removed{}",
+                    if r.restored_dns {
+                        ", resolv.conf restored"
+                    } else {
+                        ""
+                    }
+                );
+            } else {
+                println!(
+                    "nothing recorded for {tun}; removed its device and firewall table if any were left"
+                );
+            }
+            Ok(())
+        }
     }
 }
 
@@ -126,6 +159,7 @@ async fn connect(a: ConnectArgs) -> anyhow::Result<()> {
     let mut cfg = WgBuyerConfig::new(client);
     cfg.tun_name = a.tun;
     cfg.kill_switch = !a.no_kill_switch;
+    cfg.state_dir = Some(a.state_dir);
     if a.no_dns {
         cfg.resolv_conf = None;
     }

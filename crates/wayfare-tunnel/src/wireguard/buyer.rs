@@ -45,6 +45,9 @@ pub struct WgBuyerConfig {
     pub kill_switch: bool,
     /// Point this resolv.conf at the config's DNS servers while connected (restored after).
     pub resolv_conf: Option<PathBuf>,
+    /// Record what the tunnel changes in this directory before changing it, so a crashed run
+    /// is undone by [`repair`] (also run at the next `connect`). `None`: keep it in memory only.
+    pub state_dir: Option<PathBuf>,
 }
 
 impl WgBuyerConfig {
@@ -72,6 +75,7 @@ impl WgBuyerConfig {
             routing,
             kill_switch: true,
             resolv_conf: Some(PathBuf::from("/etc/resolv.conf")),
+            state_dir: None,
         }
     }
 }
@@ -167,9 +171,106 @@ struct Teardown {
     tun: String,
     table: String,
     resolv: Option<(PathBuf, Option<Vec<u8>>)>,
+    state_file: Option<PathBuf>,
+}
+
+/// Where the CLI records a buyer's changes (`WgBuyerConfig::state_dir`).
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/wayfare";
+
+fn state_file(dir: &std::path::Path, tun: &str) -> PathBuf {
+    dir.join(format!("{}.state", buyer_table_name(tun)))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
 }
 
 impl Teardown {
+    /// Writes what must be undone to the state file (if any), atomically, before acting.
+    fn save(&self) -> Result<(), TunnelError> {
+        let Some(path) = &self.state_file else {
+            return Ok(());
+        };
+        let mut text = format!("tun {}\ntable {}\n", self.tun, self.table);
+        if let Some(r) = &self.endpoint_route {
+            text.push_str(&format!("endpoint_route {r}\n"));
+        }
+        for r in &self.tun_routes {
+            text.push_str(&format!("tun_route {r}\n"));
+        }
+        if let Some((p, old)) = &self.resolv {
+            let old = old.as_deref().map(hex).unwrap_or_else(|| "-".into());
+            text.push_str(&format!("resolv {old} {}\n", p.display()));
+        }
+        let fail = |e: std::io::Error| {
+            TunnelError::System(format!(
+                "can't record the tunnel's changes in {}: {e}",
+                path.display()
+            ))
+        };
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(fail)?;
+        }
+        let tmp = path.with_extension("state.tmp");
+        std::fs::write(&tmp, text).map_err(fail)?;
+        std::fs::rename(&tmp, path).map_err(fail)
+    }
+
+    /// Reads a state file left by an earlier run.
+    fn load(path: &std::path::Path) -> Result<Self, TunnelError> {
+        let bad = |why: &str| {
+            TunnelError::System(format!(
+                "{} is damaged ({why}): fix or delete it, then run `wayfare tunnel repair` again",
+                path.display()
+            ))
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| bad(&e.to_string()))?;
+        let mut t = Teardown {
+            endpoint_route: None,
+            tun_routes: Vec::new(),
+            tun: String::new(),
+            table: String::new(),
+            resolv: None,
+            state_file: Some(path.to_path_buf()),
+        };
+        for line in text.lines() {
+            let (key, rest) = line
+                .split_once(' ')
+                .ok_or_else(|| bad("a line without a value"))?;
+            match key {
+                "tun" => t.tun = rest.to_string(),
+                "table" => t.table = rest.to_string(),
+                "endpoint_route" => t.endpoint_route = Some(rest.to_string()),
+                "tun_route" => t.tun_routes.push(rest.to_string()),
+                "resolv" => {
+                    let (old, p) = rest
+                        .split_once(' ')
+                        .ok_or_else(|| bad("resolv without a path"))?;
+                    let old = match old {
+                        "-" => None,
+                        h => Some(unhex(h).ok_or_else(|| bad("resolv backup is not hex"))?),
+                    };
+                    t.resolv = Some((PathBuf::from(p), old));
+                }
+                _ => return Err(bad(&format!("unknown key `{key}`"))),
+            }
+        }
+        if t.tun.is_empty() || t.table.is_empty() {
+            return Err(bad("no tun or table"));
+        }
+        Ok(t)
+    }
+
     fn run(&mut self) {
         for r in self.tun_routes.drain(..) {
             let _ = sys::run("ip", &["route", "del", &r, "dev", &self.tun]);
@@ -189,7 +290,40 @@ impl Teardown {
             }
         }
         sys::nft_delete_table("inet", &self.table);
+        if let Some(path) = self.state_file.take() {
+            let _ = std::fs::remove_file(path);
+        }
     }
+}
+
+/// What [`repair`] found and undid.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RepairReport {
+    /// An earlier run's record was found (it crashed or was killed) and undone.
+    pub found_state: bool,
+    /// resolv.conf was restored from the record.
+    pub restored_dns: bool,
+}
+
+/// Undoes what a crashed or killed buyer with TUN `tun` left behind: its routes, the endpoint
+/// route, resolv.conf (restored from the record in `state_dir`) and its nftables table (the
+/// kill switch). Safe to run at any time; a no-op when nothing is left.
+pub fn repair(tun: &str, state_dir: &std::path::Path) -> Result<RepairReport, TunnelError> {
+    let path = state_file(state_dir, tun);
+    let mut report = RepairReport {
+        found_state: false,
+        restored_dns: false,
+    };
+    if path.exists() {
+        let mut t = Teardown::load(&path)?;
+        report.found_state = true;
+        report.restored_dns = t.resolv.is_some();
+        t.run();
+    } else {
+        let _ = sys::run("ip", &["link", "del", tun]);
+        sys::nft_delete_table("inet", &buyer_table_name(tun));
+    }
+    Ok(report)
 }
 
 /// A connected buyer. `disconnect` (or drop) restores routes, DNS and the firewall.
@@ -222,9 +356,20 @@ impl WgBuyer {
             tun: cfg.tun_name.clone(),
             table: table.clone(),
             resolv: None,
+            state_file: cfg
+                .state_dir
+                .as_deref()
+                .map(|d| state_file(d, &cfg.tun_name)),
         };
-        // A table left by a crash (kill switch) is replaced by this run's.
+        // Whatever a crashed run left (routes, DNS, kill switch) is undone first.
+        if let Some(dir) = &cfg.state_dir {
+            let r = repair(&cfg.tun_name, dir)?;
+            if r.found_state {
+                warn!(tun = %cfg.tun_name, "undid what an earlier run left behind (it crashed or was killed)");
+            }
+        }
         sys::nft_delete_table("inet", &table);
+        teardown.save()?;
         let result = Self::setup(&cfg, &mut teardown).await;
         match result {
             Ok((device, hooks, peer)) => {
@@ -292,8 +437,9 @@ impl WgBuyer {
             args.extend(["via", v]);
         }
         args.extend(["dev", dev.as_str()]);
+        teardown.endpoint_route = Some(route.clone());
+        teardown.save()?;
         sys::run("ip", &args)?;
-        teardown.endpoint_route = Some(route);
 
         let tun = TunIo::create(tun_name, c.address, 32, c.mtu, hooks.clone())?;
         let peer_key = c.peer_public_key.x25519();
@@ -326,13 +472,15 @@ impl WgBuyer {
         }
         if let (Some(path), false) = (&cfg.resolv_conf, c.dns.is_empty()) {
             let old = std::fs::read(path).ok();
+            // Persist the backup before touching the file.
+            teardown.resolv = Some((path.clone(), old.clone()));
+            teardown.save()?;
             let text: String = c.dns.iter().map(|d| format!("nameserver {d}\n")).collect();
             std::fs::write(
                 path,
                 format!("# written by wayfare while connected\n{text}"),
             )
             .map_err(|e| TunnelError::System(format!("write {}: {e}", path.display())))?;
-            teardown.resolv = Some((path.clone(), old));
         }
         Ok((device, hooks, peer_key))
     }
@@ -372,5 +520,62 @@ impl WgBuyer {
 impl Drop for WgBuyer {
     fn drop(&mut self) {
         self.teardown_now();
+    }
+}
+
+#[cfg(test)]
+mod repair_tests {
+    use super::*;
+
+    /// A run that was killed after pointing DNS at the tunnel is undone from its record:
+    /// resolv.conf comes back byte for byte and the record is gone. (The route and nft parts
+    /// are idempotent deletions, exercised by the lab tests.)
+    #[test]
+    fn repair_restores_dns_from_the_record_of_a_killed_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let resolv = dir.path().join("resolv.conf");
+        let original = b"nameserver 192.0.2.53\nsearch lab\n".to_vec();
+        std::fs::write(
+            &resolv,
+            b"# written by wayfare while connected\nnameserver 198.19.0.1\n",
+        )
+        .unwrap();
+        let tun = "wf-repair-t0";
+        let t = Teardown {
+            endpoint_route: None,
+            tun_routes: vec![],
+            tun: tun.into(),
+            table: buyer_table_name(tun),
+            resolv: Some((resolv.clone(), Some(original.clone()))),
+            state_file: Some(state_file(dir.path(), tun)),
+        };
+        t.save().unwrap();
+        drop(t); // the process "dies": nothing restored yet
+        assert_ne!(std::fs::read(&resolv).unwrap(), original);
+
+        let report = repair(tun, dir.path()).unwrap();
+        assert_eq!(
+            report,
+            RepairReport {
+                found_state: true,
+                restored_dns: true
+            }
+        );
+        assert_eq!(std::fs::read(&resolv).unwrap(), original);
+        assert!(!state_file(dir.path(), tun).exists());
+        // Nothing left: a second repair finds nothing.
+        assert!(!repair(tun, dir.path()).unwrap().found_state);
+    }
+
+    #[test]
+    fn a_damaged_record_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let tun = "wf-repair-t1";
+        std::fs::write(state_file(dir.path(), tun), "tun x\nresolv zz /etc/x\n").unwrap();
+        let e = repair(tun, dir.path()).unwrap_err().to_string();
+        assert!(
+            e.contains("is damaged") && e.contains("wayfare tunnel repair"),
+            "{e}"
+        );
     }
 }

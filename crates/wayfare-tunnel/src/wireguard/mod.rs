@@ -14,7 +14,9 @@ mod seller;
 mod sys;
 mod tun;
 
-pub use buyer::{Routing, WgBuyer, WgBuyerConfig, buyer_table_name};
+pub use buyer::{
+    DEFAULT_STATE_DIR, RepairReport, Routing, WgBuyer, WgBuyerConfig, buyer_table_name, repair,
+};
 pub use config::{DEFAULT_MTU, WgClientConfig};
 pub use keys::{PrivateKey, WgPublicKey};
 pub use seller::{DEFAULT_POOL, WgSeller, WgSellerConfig, WgSessionGrant, exit_table_name};
