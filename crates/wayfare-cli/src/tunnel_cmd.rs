@@ -129,7 +129,10 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
     cfg.pool = a.pool;
     cfg.tun_name = a.tun;
     cfg.exit_policy = ExitPolicy::with_allowed(a.allow);
-    let seller = WgSeller::start(cfg).await?;
+    let port = a.port;
+    let seller = WgSeller::start(cfg).await.with_context(|| {
+        format!("can't serve on UDP port {port} (if it is in use, pick another with --port; the TUN and nftables need root)")
+    })?;
     let mut rows = Vec::new();
     for i in 1..=a.sessions {
         let id = format!("session-{i}");
@@ -166,7 +169,9 @@ async fn connect(a: ConnectArgs) -> anyhow::Result<()> {
     if !a.split.is_empty() {
         cfg.routing = Routing::Split(a.split);
     }
-    let buyer = WgBuyer::connect(cfg).await?;
+    let buyer = WgBuyer::connect(cfg).await.context(
+        "can't bring the tunnel up (it needs root for the TUN, routes and firewall; after a crash run `wayfare tunnel repair`)",
+    )?;
     println!(
         "connected{}; Ctrl-C disconnects and restores routes, DNS and firewall",
         if a.no_kill_switch {

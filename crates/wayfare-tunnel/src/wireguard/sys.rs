@@ -47,9 +47,16 @@ pub(crate) fn nft_script(script: &str) -> Result<(), TunnelError> {
     if out.status.success() {
         Ok(())
     } else {
+        // One line for the person; the ruleset goes to the debug log.
+        let err = String::from_utf8_lossy(&out.stderr);
+        let first = err
+            .lines()
+            .find(|l| l.contains("Error"))
+            .unwrap_or(err.trim());
+        tracing::debug!(%script, "nft rejected this ruleset");
         Err(TunnelError::System(format!(
-            "nft rejected the ruleset: {}\n{script}",
-            String::from_utf8_lossy(&out.stderr).trim()
+            "nft rejected the ruleset: {}",
+            first.trim()
         )))
     }
 }
