@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Wayfare shadowsocks (2022-blake3-aes-256-gcm) vs shadowsocks-libev (chacha20-ietf-poly1305)
 # in the namespace lab, alternating, iperf3 TCP up and down through a port forward
-# (Wayfare `ss_proxy tunnel` vs `ss-tunnel`). Needs root, iproute2, iperf3, shadowsocks-libev.
+# (`wayfare proxy connect --forward` vs `ss-tunnel`). Needs root, iproute2, iperf3, shadowsocks-libev.
 #   ROUNDS=3 SECONDS_PER_RUN=5 bench/shadowsocks/run.sh
 set -euo pipefail
 ROUNDS=${ROUNDS:-3}
@@ -13,8 +13,8 @@ for tool in ip iperf3 ss-server ss-tunnel; do
 done
 [ "$(id -u)" = 0 ] || { echo "run as root (network namespaces)" >&2; exit 1; }
 
-cargo build --release --quiet -p wayfare-tunnel --example ss_proxy
-BIN=$CARGO_TARGET_DIR/release/examples/ss_proxy
+cargo build --release --quiet -p wayfare-cli
+BIN=$CARGO_TARGET_DIR/release/wayfare
 
 S=$(printf '%06x' $((RANDOM * RANDOM % 16777216)))
 B=wfb-$S; SL=wfs-$S; I=wfi-$S
@@ -39,18 +39,22 @@ ip -n "$I" addr add 198.18.2.2/24 dev "vi$S"; ip -n "$I" link set "vi$S" up
 ip netns exec "$I" iperf3 -s -p 5201 >/dev/null 2>&1 & PIDS+=($!)
 
 # Wayfare: seller in the seller ns, forward 127.0.0.1:15201 -> iperf3 in the buyer ns.
-ip netns exec "$SL" "$BIN" seller --listen 198.18.1.1:8388 --allow 198.18.0.0/15 >"$WORK/uri" & PIDS+=($!)
-for _ in $(seq 100); do grep -q '^URI ' "$WORK/uri" && break; sleep 0.1; done
-URI=$(sed -n 's/^URI //p' "$WORK/uri")
+ip netns exec "$SL" "$BIN" proxy serve --listen 198.18.1.1:8388 --allow 198.18.0.0/15 --json \
+  --meter-every 0 >"$WORK/uri" & PIDS+=($!)
+for _ in $(seq 100); do grep -q 'ss://' "$WORK/uri" && break; sleep 0.1; done
+URI=$(grep -o 'ss://[^"]*' "$WORK/uri" | head -n 1)
 [ -n "$URI" ] || { echo "Wayfare seller did not start" >&2; exit 1; }
-ip netns exec "$B" "$BIN" tunnel --uri "$URI" --listen 127.0.0.1:15201 --forward 198.18.2.2:5201 2>/dev/null & PIDS+=($!)
+ip netns exec "$B" "$BIN" proxy connect --uri "$URI" --listen 127.0.0.1:11080 \
+  --forward 127.0.0.1:15201=198.18.2.2:5201 >/dev/null 2>&1 & PIDS+=($!)
 
 # Wayfare legacy mode (same cipher as libev), for information: forward on 15203.
-ip netns exec "$SL" "$BIN" seller --legacy --listen 198.18.1.1:8390 --allow 198.18.0.0/15 >"$WORK/uri2" & PIDS+=($!)
-for _ in $(seq 100); do grep -q '^URI ' "$WORK/uri2" && break; sleep 0.1; done
-URI2=$(sed -n 's/^URI //p' "$WORK/uri2")
+ip netns exec "$SL" "$BIN" proxy serve --legacy --listen 198.18.1.1:8390 --allow 198.18.0.0/15 --json \
+  --meter-every 0 >"$WORK/uri2" & PIDS+=($!)
+for _ in $(seq 100); do grep -q 'ss://' "$WORK/uri2" && break; sleep 0.1; done
+URI2=$(grep -o 'ss://[^"]*' "$WORK/uri2" | head -n 1)
 [ -n "$URI2" ] || { echo "Wayfare legacy seller did not start" >&2; exit 1; }
-ip netns exec "$B" "$BIN" tunnel --uri "$URI2" --listen 127.0.0.1:15203 --forward 198.18.2.2:5201 2>/dev/null & PIDS+=($!)
+ip netns exec "$B" "$BIN" proxy connect --uri "$URI2" --listen 127.0.0.1:11081 \
+  --forward 127.0.0.1:15203=198.18.2.2:5201 >/dev/null 2>&1 & PIDS+=($!)
 
 # libev: ss-server + ss-tunnel, chacha20-ietf-poly1305.
 PW=$(head -c 24 /dev/urandom | base64)

@@ -3,7 +3,7 @@
 # namespace lab, alternating, iperf3 TCP up and down through each tunnel, plus raw veth.
 # Needs root, iproute2, iperf3, nftables, wireguard-go, wireguard-tools.
 #   ROUNDS=3 SECONDS_PER_RUN=5 bench/wireguard/run.sh
-#   PERF=1 ...   also profiles one Wayfare upload with `perf` (both wg_tunnel processes)
+#   PERF=1 ...   also profiles one Wayfare upload with `perf` (both wayfare tunnel processes)
 set -euo pipefail
 ROUNDS=${ROUNDS:-3}
 SECS=${SECONDS_PER_RUN:-5}
@@ -15,8 +15,8 @@ done
 [ "$(id -u)" = 0 ] || { echo "run as root (network namespaces)" >&2; exit 1; }
 export WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD=1
 
-cargo build --release --quiet -p wayfare-tunnel --example wg_tunnel
-BIN=$CARGO_TARGET_DIR/release/examples/wg_tunnel
+cargo build --release --quiet -p wayfare-cli
+BIN=$CARGO_TARGET_DIR/release/wayfare
 
 S=$(printf '%06x' $((RANDOM * RANDOM % 16777216)))
 B=wfb-$S; SL=wfs-$S; I=wfi-$S
@@ -45,16 +45,16 @@ ip netns exec "$I" iperf3 -s -p 5201 >/dev/null 2>&1 & PIDS+=($!)
 ip netns exec "$SL" iperf3 -s -B 198.18.1.1 -p 5202 >/dev/null 2>&1 & PIDS+=($!)
 
 # Wayfare: seller (pool 198.19.0.0/24) and buyer, split tunnel to 198.18.2.2 only.
-ip netns exec "$SL" "$BIN" serve --port 51820 --endpoint 198.18.1.1:51820 --pool 198.19.0.0/24 \
+ip netns exec "$SL" "$BIN" tunnel serve --port 51820 --endpoint 198.18.1.1:51820 --pool 198.19.0.0/24 \
   --allow 198.18.0.0/15 --tun "ws$S" --out "$WORK" >"$WORK/serve.out" & PIDS+=($!)
 SERVE_PID=$!
-for _ in $(seq 100); do grep -q READY "$WORK/serve.out" 2>/dev/null && break; sleep 0.1; done
-grep -q READY "$WORK/serve.out" || { echo "Wayfare seller did not start" >&2; exit 1; }
-ip netns exec "$B" "$BIN" connect --config "$WORK/session-0.conf" --tun "wb$S" --no-kill-switch \
-  --no-dns --split 198.18.2.2/32 >"$WORK/connect.out" & PIDS+=($!)
+for _ in $(seq 100); do grep -q '^serving on' "$WORK/serve.out" 2>/dev/null && break; sleep 0.1; done
+grep -q '^serving on' "$WORK/serve.out" || { echo "Wayfare seller did not start" >&2; exit 1; }
+ip netns exec "$B" "$BIN" tunnel connect --config "$WORK/session-1.conf" --tun "wb$S" --no-kill-switch \
+  --no-dns --state-dir "$WORK/state" --split 198.18.2.2/32 >"$WORK/connect.out" & PIDS+=($!)
 CONNECT_PID=$!
-for _ in $(seq 100); do grep -q CONNECTED "$WORK/connect.out" 2>/dev/null && break; sleep 0.1; done
-grep -q CONNECTED "$WORK/connect.out" || { echo "Wayfare buyer did not connect" >&2; exit 1; }
+for _ in $(seq 100); do grep -q '^connected' "$WORK/connect.out" 2>/dev/null && break; sleep 0.1; done
+grep -q '^connected' "$WORK/connect.out" || { echo "Wayfare buyer did not connect" >&2; exit 1; }
 
 # wireguard-go both ends: seller 198.19.1.1/24 port 51821, buyer 198.19.1.2, route to 198.18.2.3.
 (umask 077; wg genkey >"$WORK/gs.key"; wg genkey >"$WORK/gb.key")

@@ -1,13 +1,9 @@
 //! A local network in one call: anvil from the npm toolchain, the market deployed, sellers and
 //! buyers created with V3 keystores, funded, and the sellers registered.
 
-use std::{
-    path::{Path, PathBuf},
-    time::Duration,
-};
+use std::path::{Path, PathBuf};
 
 use alloy::{
-    network::EthereumWallet,
     node_bindings::{Anvil, AnvilInstance},
     primitives::{Address, B256, U256, address},
     providers::{DynProvider, Provider},
@@ -18,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::{
     error::ChainError,
     keystore::{KeyError, write_keystore},
-    market::{ConnectOptions, MarketClient},
+    market::{ConnectOptions, MarketClient, connect_provider},
     toolchain::{ToolNotFound, find_tool},
     units::format_eth,
 };
@@ -230,7 +226,7 @@ impl Devnet {
             PrivateKeySigner::from_bytes(&B256::from_slice(&anvil.first_key().to_bytes()))
                 .map_err(|e| DevnetError::Anvil(format!("anvil's first key is unusable: {e}")))?;
         let deployer_addr = deployer_key.address();
-        let provider = signing_provider(&rpc_url, deployer_key)?;
+        let provider = connect_provider(&rpc_url, Some(deployer_key)).await?;
 
         progress("deploying WayfareMarket");
         let (deployer, deployed) = MarketClient::deploy(
@@ -271,7 +267,11 @@ impl Devnet {
             let secret: [u8; 32] = rand::random();
             let public = x25519_dalek::PublicKey::from(&x25519_dalek::StaticSecret::from(secret));
             let secret_file = keys_dir.join(format!("seller-{i}.x25519"));
-            write_private(&secret_file, hex_string(&secret).as_bytes(), &opts.dir)?;
+            write_private(
+                &secret_file,
+                alloy::hex::encode(secret).as_bytes(),
+                &opts.dir,
+            )?;
             let metadata = format!(
                 r#"{{"name":"devnet-seller-{i}","region":"lab","services":["wireguard","shadowsocks"]}}"#
             );
@@ -370,21 +370,6 @@ impl Devnet {
     }
 }
 
-/// A provider that signs with `key` (tests and tools use it for raw calls too).
-pub fn signing_provider(rpc_url: &str, key: PrivateKeySigner) -> Result<DynProvider, ChainError> {
-    use alloy::transports::http::reqwest::Url;
-    let url: Url = rpc_url
-        .parse()
-        .map_err(|e: <Url as std::str::FromStr>::Err| ChainError::BadRpcUrl {
-            url: rpc_url.to_string(),
-            why: e.to_string(),
-        })?;
-    Ok(crate::market::provider_builder()
-        .wallet(EthereumWallet::from(key))
-        .connect_http(url)
-        .erased())
-}
-
 /// anvil's `anvil_setBalance`.
 pub async fn set_balance(
     provider: &DynProvider,
@@ -459,10 +444,3 @@ fn write_private(path: &Path, bytes: &[u8], dir: &Path) -> Result<(), DevnetErro
     f.write_all(bytes).map_err(fail)?;
     f.sync_all().map_err(fail)
 }
-
-fn hex_string(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// How long to wait between polls of a node that has no new blocks.
-pub const POLL_INTERVAL: Duration = Duration::from_millis(250);

@@ -8,6 +8,7 @@ use wayfare_chain::{
     ConnectOptions, MarketClient, TxOutcome, WayfareMarket,
     bindings::WayfareMarket::WayfareMarketEvents,
     devnet::{DEVNET_CHAIN_ID, DevnetInfo},
+    error::state_name,
     keystore::{PasswordSource, load_keystore, parse_private_key},
     units::{format_eth, format_utc, parse_amount},
 };
@@ -378,10 +379,7 @@ pub async fn run(args: ChainArgs) -> anyhow::Result<()> {
             let tx = c.start_close(id).await?;
             if !ctx.json {
                 let ch = c.channel(id).await?;
-                println!(
-                    "close started; finalize after {}",
-                    format_utc(closes_at(&ch))
-                );
+                println!("close started; finalize after {}", format_utc(ch.closesAt));
             }
             done(&ctx, "close started", tx)
         }
@@ -451,10 +449,6 @@ async fn info(ctx: &Ctx) -> anyhow::Result<()> {
         ("head", format!("block {head} at {}", format_utc(time))),
     ]);
     Ok(())
-}
-
-fn closes_at(ch: &WayfareMarket::ChannelInfo) -> u64 {
-    ch.closesAt
 }
 
 async fn seller(ctx: &Ctx, cmd: SellerCmd) -> anyhow::Result<()> {
@@ -546,10 +540,6 @@ fn channel_json(id: B256, ch: &WayfareMarket::ChannelInfo) -> serde_json::Value 
         "closes_at": ch.closesAt, "state": state_name(ch.state),
         "seller_rated": ch.sellerRated, "buyer_rated": ch.buyerRated,
     })
-}
-
-fn state_name(state: u8) -> &'static str {
-    wayfare_chain::error::state_name(state)
 }
 
 async fn channel_list(

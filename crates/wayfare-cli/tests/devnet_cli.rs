@@ -2,6 +2,9 @@
 //! `cast` (the real Foundry client) sees the registered sellers, `wayfare chain` acts on it,
 //! bad input is one clear line with a non-zero exit, and Ctrl-C (SIGTERM) cleans up.
 
+mod common;
+
+use common::Running;
 use std::{
     io::Read,
     path::{Path, PathBuf},
@@ -14,15 +17,6 @@ const WAYFARE: &str = env!("CARGO_BIN_EXE_wayfare");
 fn cast() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../contracts/node_modules/@foundry-rs/cast-linux-amd64/bin/cast")
-}
-
-/// Kills the devnet if the test fails half-way.
-struct Running(Child);
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 fn wayfare(args: &[&str]) -> Output {
@@ -233,14 +227,7 @@ fn devnet_json_cast_chain_commands_and_cleanup() {
     );
 
     // SIGTERM (as Ctrl-C) stops anvil and removes the directory.
-    let pid = dn.0.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    dn.terminate();
     let deadline = Instant::now() + Duration::from_secs(20);
     let status = loop {
         if let Some(s) = dn.0.try_wait().unwrap() {

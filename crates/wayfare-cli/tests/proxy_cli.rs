@@ -2,22 +2,17 @@
 //! echo server through both, the seller's meters count the bytes, the exit policy refuses
 //! loopback unless allowed, and a bad URI is one clear line.
 
+mod common;
+
+use common::Running;
 use std::{
     io::{BufRead, BufReader, Read, Write},
     net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream},
-    process::{Child, Command, Stdio},
+    process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
 const WAYFARE: &str = env!("CARGO_BIN_EXE_wayfare");
-
-struct Running(Child);
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -145,14 +140,7 @@ fn socks_through_serve_and_connect_is_metered() {
     drop(s);
     std::thread::sleep(Duration::from_millis(300));
 
-    let pid = seller.0.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    seller.terminate();
     let mut line = String::new();
     out.read_line(&mut line).unwrap();
     let v: serde_json::Value = serde_json::from_str(&line).expect("meters JSON");

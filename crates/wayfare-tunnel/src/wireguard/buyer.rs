@@ -9,6 +9,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use base64::{Engine, engine::general_purpose::STANDARD as B64};
 use gotatun::{
     device::{Device, Peer},
     udp::socket::UdpSocketFactory,
@@ -181,20 +182,6 @@ fn state_file(dir: &std::path::Path, tun: &str) -> PathBuf {
     dir.join(format!("{}.state", buyer_table_name(tun)))
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn unhex(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
-}
-
 impl Teardown {
     /// Writes what must be undone to the state file (if any), atomically, before acting.
     fn save(&self) -> Result<(), TunnelError> {
@@ -209,7 +196,10 @@ impl Teardown {
             text.push_str(&format!("tun_route {r}\n"));
         }
         if let Some((p, old)) = &self.resolv {
-            let old = old.as_deref().map(hex).unwrap_or_else(|| "-".into());
+            let old = old
+                .as_deref()
+                .map(|b| B64.encode(b))
+                .unwrap_or_else(|| "-".into());
             text.push_str(&format!("resolv {old} {}\n", p.display()));
         }
         let fail = |e: std::io::Error| {
@@ -258,7 +248,10 @@ impl Teardown {
                         .ok_or_else(|| bad("resolv without a path"))?;
                     let old = match old {
                         "-" => None,
-                        h => Some(unhex(h).ok_or_else(|| bad("resolv backup is not hex"))?),
+                        b => Some(
+                            B64.decode(b)
+                                .map_err(|_| bad("resolv backup is not base64"))?,
+                        ),
                     };
                     t.resolv = Some((PathBuf::from(p), old));
                 }

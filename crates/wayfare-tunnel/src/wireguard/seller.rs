@@ -11,7 +11,7 @@ use gotatun::{
     udp::socket::UdpSocketFactory,
 };
 use ipnetwork::{IpNetwork, Ipv4Network};
-use tracing::{debug, info, warn};
+use tracing::{info, trace, warn};
 
 use super::{
     config::{DEFAULT_MTU, WgClientConfig},
@@ -116,7 +116,7 @@ impl Hooks for SellerHooks {
         meter.add_up(pkt.len() as u64);
         let dst = IpAddr::V4(h.dst);
         if self.own.contains(&dst) || self.policy.check(dst).is_err() {
-            debug!(src = %h.src, %dst, "exit policy drops packet");
+            trace!(src = %h.src, %dst, "exit policy drops packet");
             return false;
         }
         true
