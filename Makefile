@@ -1,6 +1,7 @@
 # Wayfare — every target does its own setup on a fresh Debian machine (as root), idempotently.
 #   make test   run every test (forge suite, Rust tests against a real anvil)
-#   make demo   start a local devnet: anvil + WayfareMarket + 3 registered sellers and a buyer
+#   make demo   a whole local network: devnet, 3 seller daemons and a buyer moving real traffic
+#               and real payments for about a minute, then a table read back from meters and chain
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 .DEFAULT_GOAL := help
@@ -14,12 +15,13 @@ APT_PACKAGES := ca-certificates curl git iproute2 nftables pkg-config build-esse
 DEVNET_DIR ?= $(CURDIR)/.devnet
 WAYFARE := $(CARGO_TARGET_DIR)/debug/wayfare
 
-.PHONY: help setup apt npm build test test-contracts test-rust lint fmt demo artifacts snapshot bench-proto \
+
+.PHONY: help setup apt npm build devnet test test-contracts test-rust lint fmt demo artifacts snapshot bench-proto \
 	bench-shadowsocks bench-wireguard
 
 help:
 	@echo "make test        set up everything, then run every test"
-	@echo "make demo        set up everything, then run a local devnet (3 sellers, 1 buyer) until Ctrl-C"
+	@echo "make demo        set up everything, then run the whole network for a minute (3 sellers, 1 buyer) and print what moved"
 	@echo "make lint        cargo fmt --check and clippy -D warnings"
 	@echo "make artifacts   rebuild the contract and refresh crates/wayfare-chain/artifacts"
 	@echo "make snapshot    refresh contracts/.gas-snapshot"
@@ -82,6 +84,10 @@ bench-shadowsocks: setup
 bench-wireguard: setup
 	bench/wireguard/run.sh
 
-demo: setup
+demo: setup npm
+	$(CARGO) build -p wayfare-cli
+	$(WAYFARE) demo $(DEMO_ARGS)
+
+devnet: setup npm
 	$(CARGO) build -p wayfare-cli
 	$(WAYFARE) devnet --sellers 3 --buyers 1 --dir $(DEVNET_DIR)

@@ -36,6 +36,9 @@ pub struct DevnetOptions {
     pub buyers: usize,
     /// Anvil's port (0 or none: a free port).
     pub port: Option<u16>,
+    /// Address anvil listens on (none: anvil's default, loopback). `0.0.0.0` lets other hosts
+    /// (network namespaces in the lab) reach it.
+    pub host: Option<String>,
     /// Burn sink of the deployed market.
     pub burn_sink: Address,
     /// Challenge period of the deployed market, in seconds (>= 60).
@@ -58,6 +61,7 @@ impl DevnetOptions {
             sellers: 3,
             buyers: 1,
             port: None,
+            host: None,
             burn_sink: DEFAULT_BURN_SINK,
             challenge_period: 3600,
             block_time: None,
@@ -195,7 +199,7 @@ impl std::fmt::Debug for Devnet {
 }
 
 /// Progress of a devnet start, for a person watching.
-pub type Progress<'a> = &'a mut dyn FnMut(&str);
+pub type Progress<'a> = &'a mut (dyn FnMut(&str) + Send);
 
 impl Devnet {
     /// Starts anvil, deploys the market and creates, funds and registers the accounts.
@@ -214,6 +218,9 @@ impl Devnet {
             .timeout(20_000);
         if let Some(port) = opts.port.filter(|p| *p != 0) {
             anvil = anvil.port(port);
+        }
+        if let Some(host) = &opts.host {
+            anvil = anvil.arg("--host").arg(host);
         }
         if let Some(bt) = opts.block_time {
             anvil = anvil.block_time(bt);

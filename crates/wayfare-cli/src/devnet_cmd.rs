@@ -26,6 +26,9 @@ pub struct DevnetArgs {
     /// Port for anvil's JSON-RPC (default: a free port).
     #[arg(long)]
     port: Option<u16>,
+    /// Address anvil listens on (default loopback; `0.0.0.0` for other hosts or namespaces).
+    #[arg(long)]
+    host: Option<String>,
     /// Challenge period of the market in seconds (at least 60).
     #[arg(long, default_value_t = 3600)]
     challenge_period: u64,
@@ -51,6 +54,7 @@ pub async fn run(args: DevnetArgs) -> anyhow::Result<()> {
     opts.sellers = args.sellers;
     opts.buyers = args.buyers;
     opts.port = args.port;
+    opts.host = args.host;
     opts.challenge_period = args.challenge_period;
     opts.burn_sink = args.burn_sink.unwrap_or(DEFAULT_BURN_SINK);
     opts.block_time = args.block_time;

@@ -1,8 +1,10 @@
-//! The `wayfare` command: a local devnet, the market by hand and a plain shadowsocks proxy
-//! today; the daemon's client as the node lands.
+//! The `wayfare` command: the daemon and its client (offers, connect, status, disconnect,
+//! channels, close, seller), a local devnet, the market by hand, and plain proxies and tunnels.
 
 mod chain_cmd;
+mod demo_cmd;
 mod devnet_cmd;
+mod node_cmd;
 mod output;
 mod proxy_cmd;
 mod tunnel_cmd;
@@ -23,6 +25,9 @@ struct Cli {
 
 #[derive(Debug, clap::Subcommand)]
 enum Cmd {
+    /// A whole local network with real traffic and real payments, then a table read back from
+    /// the meters and the chain (as root: the namespace lab with WireGuard; else loopback).
+    Demo(demo_cmd::DemoArgs),
     /// Run a local devnet: anvil, the market, registered sellers and funded buyers (until Ctrl-C).
     Devnet(devnet_cmd::DevnetArgs),
     /// Act on the WayfareMarket contract by hand (sellers, channels, closes, ratings).
@@ -31,6 +36,42 @@ enum Cmd {
     Proxy(proxy_cmd::ProxyArgs),
     /// A plain WireGuard tunnel without a chain (testing and benchmarks; root).
     Tunnel(tunnel_cmd::TunnelArgs),
+    /// Run the node (seller and/or buyer, per its TOML config) until Ctrl-C.
+    Daemon(node_cmd::DaemonArgs),
+    /// The offers sellers announce (seller, region, service, X, Y, Z, W, score).
+    Offers(node_cmd::ApiArgs),
+    /// Buy: negotiate, open a channel, connect through the tunnel and pay as you go.
+    Connect {
+        #[command(flatten)]
+        api: node_cmd::ApiArgs,
+        #[command(flatten)]
+        args: node_cmd::ConnectArgs,
+    },
+    /// The daemon's sessions: seller, bytes, rate, paid, deposit left, live.
+    Status(node_cmd::ApiArgs),
+    /// Leave the buyer session(s): pay what is owed and close the channel.
+    Disconnect {
+        #[command(flatten)]
+        api: node_cmd::ApiArgs,
+        #[command(flatten)]
+        args: node_cmd::DisconnectArgs,
+    },
+    /// The channels this node is party to.
+    Channels(node_cmd::ApiArgs),
+    /// Close a channel (buyer: leave or start a unilateral close; seller: settle).
+    Close {
+        #[command(flatten)]
+        api: node_cmd::ApiArgs,
+        #[command(flatten)]
+        args: node_cmd::CloseArgs,
+    },
+    /// The seller's sessions and earnings, and withdrawing them.
+    Seller {
+        #[command(flatten)]
+        api: node_cmd::ApiArgs,
+        #[command(subcommand)]
+        cmd: node_cmd::SellerCmd,
+    },
 }
 
 fn main() -> std::process::ExitCode {
@@ -53,10 +94,19 @@ fn main() -> std::process::ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.cmd {
+            Cmd::Demo(args) => demo_cmd::run(args).await,
             Cmd::Devnet(args) => devnet_cmd::run(args).await,
             Cmd::Chain(args) => chain_cmd::run(*args).await,
             Cmd::Proxy(args) => proxy_cmd::run(args).await,
             Cmd::Tunnel(args) => tunnel_cmd::run(args).await,
+            Cmd::Daemon(args) => node_cmd::daemon(args).await,
+            Cmd::Offers(api) => node_cmd::offers(api).await,
+            Cmd::Connect { api, args } => node_cmd::connect(api, args).await,
+            Cmd::Status(api) => node_cmd::status(api).await,
+            Cmd::Disconnect { api, args } => node_cmd::disconnect(api, args).await,
+            Cmd::Channels(api) => node_cmd::channels(api).await,
+            Cmd::Close { api, args } => node_cmd::close(api, args).await,
+            Cmd::Seller { api, cmd } => node_cmd::seller(api, cmd).await,
         }
     });
     match result {

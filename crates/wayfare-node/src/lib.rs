@@ -1,5 +1,33 @@
 //! The Wayfare daemon: seller and buyer roles wiring `wayfare-proto` sessions to the chain,
 //! the tunnels and the p2p network, with a crash-safe SQLite store, a REST API and metrics.
 //!
-//! Not built yet: see the node issue. This crate exists so the workspace has its final
-//! layout and dependency direction (proto, chain, tunnel, p2p <- node <- cli).
+//! ```text
+//!  daemon      config, keys, chain, p2p, roles, API; runs the node actor
+//!  node        the actor: owns every session; persist before acknowledging
+//!  seller      announce, quote, provision on ChannelOpened, check vouchers, settle, watchtower
+//!  buyer       pick an offer, open, reveal -> tunnel, pay every interval, leave and close
+//!  actions     durable one-shot chain actions (open, settle, closes, finalize, top-up)
+//!  chain_watch market events -> the sessions
+//!  store       SQLite (WAL, synchronous=FULL), schema versions and migrations
+//!  api         REST on 127.0.0.1 with a bearer token; openapi; metrics
+//!  labnet      a whole network on one machine (namespace lab or loopback): demo and e2e tests
+//! ```
+
+pub mod actions;
+pub mod api;
+pub mod api_types;
+pub mod buyer;
+pub mod chain_watch;
+pub mod config;
+pub mod daemon;
+pub mod error;
+pub mod labnet;
+pub mod metrics;
+pub mod node;
+pub mod openapi;
+pub mod registry;
+pub mod seller;
+pub mod store;
+
+pub use config::NodeConfig;
+pub use error::NodeError;

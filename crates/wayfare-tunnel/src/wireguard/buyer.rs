@@ -44,6 +44,10 @@ pub struct WgBuyerConfig {
     pub routing: Routing,
     /// Block everything except the endpoint and the tunnel until `disconnect`.
     pub kill_switch: bool,
+    /// With the kill switch, also let anything reach the endpoint's host outside the tunnel
+    /// (not only its WireGuard port): the node's control traffic (p2p, vouchers) to the seller
+    /// itself. Nothing else gets out. Off by default.
+    pub allow_endpoint_host: bool,
     /// Point this resolv.conf at the config's DNS servers while connected (restored after).
     pub resolv_conf: Option<PathBuf>,
     /// Record what the tunnel changes in this directory before changing it, so a crashed run
@@ -75,6 +79,7 @@ impl WgBuyerConfig {
             tun_name: "wf-vpn0".into(),
             routing,
             kill_switch: true,
+            allow_endpoint_host: false,
             resolv_conf: Some(PathBuf::from("/etc/resolv.conf")),
             state_dir: None,
         }
@@ -403,9 +408,13 @@ impl WgBuyer {
         // Firewall first, so nothing leaks while routes change.
         let ks = if cfg.kill_switch {
             format!(
-                "    oifname \"{tun_name}\" accept\n    ip daddr {ip} udp dport {port} accept\n",
+                "    oifname \"{tun_name}\" accept\n    ip daddr {ip} {ports}accept\n",
                 ip = ep.ip(),
-                port = ep.port()
+                ports = if cfg.allow_endpoint_host {
+                    String::new()
+                } else {
+                    format!("udp dport {} ", ep.port())
+                }
             )
         } else {
             "    meta nfproto ipv6 drop\n".to_string()

@@ -1,0 +1,336 @@
+//! `wayfare demo`: a whole local network moving real traffic and real payments, then a table of
+//! what happened, every figure read back from the meters and the chain.
+//!
+//! As root: the namespace lab (buyer, seller and internet hosts), anvil on the seller host,
+//! three seller daemons and a buyer daemon; the buyer connects through the best offer (WireGuard
+//! by default), downloads from the internet host, pays every interval, disconnects after
+//! `--duration`, and the channel closes on chain. Without root: the same on loopback with
+//! shadowsocks and SOCKS5.
+
+use std::{path::PathBuf, time::Duration};
+
+use alloy_primitives::{B256, U256};
+use anyhow::{Context, bail};
+use serde::Serialize;
+use wayfare_chain::{bindings::WayfareMarket::WayfareMarketEvents, units::format_eth};
+use wayfare_node::{
+    config::ServiceName,
+    labnet::{Daemon, LabNet, SellerSpec},
+};
+
+use crate::output;
+
+/// `wayfare demo`.
+#[derive(Debug, clap::Args)]
+pub struct DemoArgs {
+    /// Seconds connected before the buyer disconnects.
+    #[arg(long, default_value_t = 60)]
+    duration: u64,
+    /// Seller daemons to start.
+    #[arg(long, default_value_t = 3)]
+    sellers: usize,
+    /// The service the buyer uses (default: wireguard as root in the lab, shadowsocks on loopback).
+    #[arg(long, value_parser = ["wireguard", "shadowsocks"])]
+    service: Option<String>,
+    /// Run on loopback even as root (shadowsocks only).
+    #[arg(long)]
+    loopback: bool,
+    /// Work directory (configs, stores, logs); a temporary one by default.
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// Also write the summary as JSON here.
+    #[arg(long, env = "WAYFARE_DEMO_SUMMARY")]
+    summary: Option<PathBuf>,
+}
+
+/// One session in the summary.
+#[derive(Debug, Serialize)]
+struct SessionSummary {
+    seller: String,
+    service: String,
+    channel: String,
+    bytes: u64,
+    seconds: u64,
+    owed_wei: String,
+    paid_wei: String,
+    settled_wei: String,
+    refunded_wei: String,
+    seller_burn_wei: String,
+    buyer_burn_wei: String,
+}
+
+#[derive(Debug, Serialize)]
+struct Summary {
+    namespaces: bool,
+    sessions: Vec<SessionSummary>,
+    burns_wei: String,
+    all_settled: bool,
+}
+
+fn step(msg: &str) {
+    println!("==> {msg}");
+}
+
+/// `wayfare demo`.
+pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
+    // The lab drives blocking child processes: keep it off the async workers.
+    tokio::task::spawn_blocking(move || run_blocking(args)).await?
+}
+
+fn run_blocking(args: DemoArgs) -> anyhow::Result<()> {
+    let exe = std::env::current_exe().context("where is the wayfare binary?")?;
+    let namespaces = !args.loopback && LabNet::namespaces_unavailable().is_none();
+    if !namespaces && !args.loopback {
+        step(&format!(
+            "no namespace lab here ({}): running on loopback with shadowsocks",
+            LabNet::namespaces_unavailable().unwrap_or_default()
+        ));
+    }
+    let service = match (&args.service, namespaces) {
+        (Some(s), _) if s == "wireguard" && !namespaces => {
+            bail!(
+                "WireGuard needs root and the namespace lab: run as root, or use --service shadowsocks"
+            )
+        }
+        (Some(s), _) => s.clone(),
+        (None, true) => "wireguard".into(),
+        (None, false) => "shadowsocks".into(),
+    };
+    if args.sellers == 0 {
+        bail!("--sellers must be at least 1");
+    }
+    let tmp;
+    let dir = match &args.dir {
+        Some(d) => d.clone(),
+        None => {
+            tmp = tempfile::tempdir()?;
+            tmp.path().to_path_buf()
+        }
+    };
+    let net = LabNet::start(&exe, &dir, namespaces, args.sellers, 60, &mut |m| step(m))?;
+    step(&format!(
+        "chain up: market {} on {} (chain {})",
+        net.info.market,
+        net.rpc_url(),
+        net.info.chain_id
+    ));
+
+    let mut sellers: Vec<Daemon> = Vec::new();
+    for i in 1..=args.sellers {
+        let mut spec = SellerSpec::new(i);
+        // Different prices, so the choice shows: seller 2 is the cheapest.
+        spec.price_per_mib = match i {
+            2 => 500_000_000_000,
+            _ => 1_000_000_000_000 * i as u128,
+        };
+        if namespaces {
+            spec.services = vec![ServiceName::Shadowsocks, ServiceName::Wireguard];
+        }
+        step(&format!("starting seller-{i} daemon"));
+        sellers.push(net.start_seller(&spec)?);
+    }
+    let refs: Vec<&Daemon> = sellers.iter().collect();
+    step("starting the buyer daemon");
+    let buyer = net.start_buyer(&refs, U256::from(50_000_000_000_000_000u128))?;
+
+    step("waiting for the sellers' announcements");
+    let n = args.sellers;
+    net.wait_for("every seller's offer", Duration::from_secs(60), || {
+        net.cli_json(&buyer, &["offers"])
+            .ok()
+            .filter(|v| v.as_array().is_some_and(|a| a.len() >= n))
+    })?;
+    print!("{}", net.cli(&buyer, &["offers"])?);
+
+    step(&format!("wayfare connect --service {service}"));
+    let out = net.cli(&buyer, &["connect", "--service", &service])?;
+    print!("{out}");
+    let socks = (service == "shadowsocks").then_some(buyer.service_port);
+
+    step(&format!(
+        "downloading from the internet host for {} s",
+        args.duration
+    ));
+    let start = std::time::Instant::now();
+    let mut got = 0u64;
+    let mut next_report = Duration::from_secs(0);
+    while start.elapsed() < Duration::from_secs(args.duration) {
+        match net.download(socks, 4 << 20) {
+            Ok(n) => got += n,
+            Err(e) => println!("    download failed: {e}"),
+        }
+        if start.elapsed() >= next_report {
+            next_report += Duration::from_secs(10);
+            if let Ok(v) = net.cli_json(&buyer, &["status"])
+                && let Some(s) = v["sessions"].as_array().and_then(|a| {
+                    a.iter()
+                        .find(|s| s["role"] == "buyer" && s["phase"] != "ended")
+                })
+            {
+                println!(
+                    "    {:>4} s  downloaded {:>6.1} MiB  metered {:>6.1} MiB  owed {}  paid {}",
+                    start.elapsed().as_secs(),
+                    got as f64 / 1048576.0,
+                    s["bytes"].as_u64().unwrap_or(0) as f64 / 1048576.0,
+                    eth(s["owed_wei"].as_str()),
+                    eth(s["paid_wei"].as_str()),
+                );
+            }
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+
+    step("wayfare disconnect");
+    print!("{}", net.cli(&buyer, &["disconnect"])?);
+    step("waiting for the channel to close on chain");
+    let channels = net.wait_for(
+        "the buyer's channel to close",
+        Duration::from_secs(90),
+        || {
+            let v = net.cli_json(&buyer, &["channels"]).ok()?;
+            let list = v.as_array()?.clone();
+            (!list.is_empty() && list.iter().all(|c| c["state"] == "closed")).then_some(list)
+        },
+    )?;
+
+    // Read everything back: meters from the seller daemons, amounts from the chain.
+    let mut sessions = Vec::new();
+    let mut all_settled = true;
+    for ch in &channels {
+        let id: B256 = ch["id"].as_str().unwrap_or_default().parse()?;
+        let seller_addr = ch["seller"].as_str().unwrap_or_default().to_string();
+        let seller_daemon = sellers
+            .iter()
+            .find(|d| {
+                net.cli_json(d, &["seller", "status"])
+                    .ok()
+                    .is_some_and(|v| {
+                        v["account"]
+                            .as_str()
+                            .is_some_and(|a| a.eq_ignore_ascii_case(&seller_addr))
+                    })
+            })
+            .context("no seller daemon for the channel's seller")?;
+        let sv = net.cli_json(seller_daemon, &["seller", "status"])?;
+        let sess = sv["sessions"]
+            .as_array()
+            .and_then(|a| {
+                a.iter().find(|s| {
+                    s["channel_id"]
+                        .as_str()
+                        .is_some_and(|c| c.eq_ignore_ascii_case(&id.to_string()))
+                })
+            })
+            .cloned()
+            .unwrap_or_default();
+        let (opened, closed) = net.chain(move |c| async move {
+            let logs = c.events_between(0, c.head().await?.0).await?;
+            let mut opened = None;
+            let mut closed = None;
+            for l in logs {
+                match l.event {
+                    WayfareMarketEvents::ChannelOpened(e) if e.id == id => {
+                        opened = Some((e.sellerBurn, e.buyerBurn))
+                    }
+                    WayfareMarketEvents::ChannelClosed(e) if e.id == id => {
+                        closed = Some((e.toSeller, e.toBuyer))
+                    }
+                    _ => {}
+                }
+            }
+            Ok((opened, closed))
+        })?;
+        let (z, w) = opened.unwrap_or_default();
+        let Some((to_seller, to_buyer)) = closed else {
+            all_settled = false;
+            continue;
+        };
+        sessions.push(SessionSummary {
+            seller: seller_addr,
+            service: ch["service"].as_str().unwrap_or_default().into(),
+            channel: id.to_string(),
+            bytes: sess["bytes"].as_u64().unwrap_or(0),
+            seconds: sess["seconds"].as_u64().unwrap_or(0),
+            owed_wei: sess["owed_wei"].as_str().unwrap_or("0").into(),
+            paid_wei: ch["voucher_wei"].as_str().unwrap_or("0").into(),
+            settled_wei: to_seller.to_string(),
+            refunded_wei: to_buyer.to_string(),
+            seller_burn_wei: z.to_string(),
+            buyer_burn_wei: w.to_string(),
+        });
+    }
+    let burns = net.chain(|c| async move { c.burned_unswept().await })?;
+    let summary = Summary {
+        namespaces,
+        sessions,
+        burns_wei: burns.to_string(),
+        all_settled,
+    };
+    step("summary (meters from the seller daemon, amounts from the chain)");
+    let rows: Vec<Vec<String>> = summary
+        .sessions
+        .iter()
+        .map(|s| {
+            vec![
+                short(&s.seller),
+                s.service.clone(),
+                format!("{:.1} MiB", s.bytes as f64 / 1048576.0),
+                s.seconds.to_string(),
+                eth(Some(&s.owed_wei)),
+                eth(Some(&s.paid_wei)),
+                eth(Some(&s.settled_wei)),
+                eth(Some(&s.refunded_wei)),
+                eth(Some(
+                    &(s.seller_burn_wei.parse::<U256>().unwrap_or_default()
+                        + s.buyer_burn_wei.parse::<U256>().unwrap_or_default())
+                    .to_string(),
+                )),
+            ]
+        })
+        .collect();
+    output::table(
+        &[
+            "SELLER",
+            "SERVICE",
+            "BYTES",
+            "SECONDS",
+            "OWED",
+            "PAID",
+            "SETTLED ON CHAIN",
+            "REFUNDED",
+            "BURNS",
+        ],
+        &rows,
+    );
+    println!("burns waiting for the sink: {}", format_eth(burns));
+    if let Some(p) = &args.summary {
+        std::fs::write(p, serde_json::to_string_pretty(&summary)?)
+            .with_context(|| format!("write {}", p.display()))?;
+        println!("summary written to {}", p.display());
+    }
+    drop(buyer);
+    drop(sellers);
+    drop(net);
+    if !summary.all_settled || summary.sessions.is_empty() {
+        bail!(
+            "not every session was settled on chain (logs in {})",
+            dir.display()
+        );
+    }
+    println!("every session settled on chain");
+    Ok(())
+}
+
+fn eth(wei: Option<&str>) -> String {
+    wei.and_then(|w| w.parse().ok())
+        .map(format_eth)
+        .unwrap_or_else(|| "-".into())
+}
+
+fn short(s: &str) -> String {
+    if s.len() > 14 {
+        format!("{}…{}", &s[..8], &s[s.len() - 4..])
+    } else {
+        s.to_string()
+    }
+}

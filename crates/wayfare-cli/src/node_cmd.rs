@@ -1,0 +1,519 @@
+//! The daemon and its client commands: `wayfare daemon`, `offers`, `connect`, `status`,
+//! `disconnect`, `channels`, `close`, `seller status|withdraw`. Every client command talks to
+//! the daemon only through its REST API (bearer token from the data dir).
+
+use std::{path::PathBuf, time::Duration};
+
+use anyhow::{Context, bail};
+use serde::de::DeserializeOwned;
+use wayfare_chain::units::format_eth;
+use wayfare_node::{
+    NodeConfig,
+    api_types::{
+        ApiError, ChannelView, ConnectAnswer, ConnectRequest, DisconnectRequest, NodeStatus,
+        OfferView, SellerStatus, SessionView, TxView,
+    },
+    config::DEFAULT_API_LISTEN,
+};
+
+use crate::output;
+
+/// How the client reaches the daemon.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ApiArgs {
+    /// The daemon's API address.
+    #[arg(long, env = "WAYFARE_API", default_value = DEFAULT_API_LISTEN, global = true)]
+    api: String,
+    /// The daemon's data dir (its `api-token` file is read).
+    #[arg(
+        long,
+        env = "WAYFARE_DATA_DIR",
+        default_value = "wayfare-data",
+        global = true
+    )]
+    data_dir: PathBuf,
+    /// The token file, when it is not DATA_DIR/api-token.
+    #[arg(long, env = "WAYFARE_TOKEN_FILE", global = true)]
+    token_file: Option<PathBuf>,
+    /// Print JSON for scripts.
+    #[arg(long, global = true)]
+    json: bool,
+}
+
+/// `wayfare daemon`.
+#[derive(Debug, clap::Args)]
+pub struct DaemonArgs {
+    /// The TOML config (see `wayfare_node::config` for every key and its default).
+    #[arg(long, short, env = "WAYFARE_CONFIG", default_value = "wayfare.toml")]
+    config: PathBuf,
+    /// Overrides `data_dir`.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Overrides `[api] listen`.
+    #[arg(long)]
+    api_listen: Option<std::net::SocketAddr>,
+}
+
+/// `wayfare connect`.
+#[derive(Debug, clap::Args)]
+pub struct ConnectArgs {
+    /// The seller's account (default: the best offer).
+    #[arg(long)]
+    seller: Option<String>,
+    /// The service.
+    #[arg(long, value_parser = ["wireguard", "shadowsocks"], default_value = "shadowsocks")]
+    service: String,
+    /// Highest price per MiB accepted (wei, or with a unit: `1gwei`).
+    #[arg(long)]
+    max_price_per_mib: Option<String>,
+    /// Highest price per second accepted.
+    #[arg(long)]
+    max_price_per_second: Option<String>,
+    /// The channel's deposit (default from the daemon's config).
+    #[arg(long)]
+    deposit: Option<String>,
+    /// Return once the session started instead of waiting for the tunnel.
+    #[arg(long)]
+    no_wait: bool,
+    /// Give up waiting after this many seconds.
+    #[arg(long, default_value_t = 120)]
+    timeout: u64,
+}
+
+/// `wayfare disconnect`.
+#[derive(Debug, clap::Args)]
+pub struct DisconnectArgs {
+    /// The session (default: every live one).
+    #[arg(long)]
+    session: Option<String>,
+}
+
+/// `wayfare close`.
+#[derive(Debug, clap::Args)]
+pub struct CloseArgs {
+    /// The channel id.
+    channel: String,
+}
+
+/// `wayfare seller …`.
+#[derive(Debug, clap::Subcommand)]
+pub enum SellerCmd {
+    /// Sessions, earnings, unsettled vouchers and what can be withdrawn.
+    Status,
+    /// Withdraw what closed channels credited to the payout account.
+    Withdraw,
+}
+
+struct Client {
+    base: String,
+    token: String,
+    http: reqwest::Client,
+}
+
+impl Client {
+    fn new(a: &ApiArgs) -> anyhow::Result<Self> {
+        let path = a
+            .token_file
+            .clone()
+            .unwrap_or_else(|| a.data_dir.join("api-token"));
+        let token = std::fs::read_to_string(&path)
+            .with_context(|| {
+                format!(
+                    "can't read the API token {} (is the daemon running with this data dir? pass --data-dir or --token-file)",
+                    path.display()
+                )
+            })?
+            .trim()
+            .to_string();
+        let base = if a.api.starts_with("http") {
+            a.api.trim_end_matches('/').to_string()
+        } else {
+            format!("http://{}", a.api)
+        };
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .no_proxy()
+            .build()?;
+        Ok(Self { base, token, http })
+    }
+
+    async fn call<T: DeserializeOwned>(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> anyhow::Result<T> {
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(&self.token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.map_err(|e| {
+            if e.is_connect() {
+                anyhow::anyhow!(
+                    "the daemon is not running at {} (start it with `wayfare daemon --config …`, or pass --api)",
+                    self.base
+                )
+            } else {
+                anyhow::anyhow!("talking to the daemon at {}: {e}", self.base)
+            }
+        })?;
+        let status = resp.status();
+        let bytes = resp.bytes().await?;
+        if !status.is_success() {
+            let msg = serde_json::from_slice::<ApiError>(&bytes)
+                .map(|e| e.error)
+                .unwrap_or_else(|_| String::from_utf8_lossy(&bytes).into_owned());
+            bail!("{msg}");
+        }
+        serde_json::from_slice(&bytes).with_context(|| format!("the daemon's answer to {path}"))
+    }
+
+    async fn get<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
+        self.call(reqwest::Method::GET, path, None).await
+    }
+
+    async fn post<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: serde_json::Value,
+    ) -> anyhow::Result<T> {
+        self.call(reqwest::Method::POST, path, Some(body)).await
+    }
+}
+
+fn eth(wei: &str) -> String {
+    wei.parse()
+        .map(format_eth)
+        .unwrap_or_else(|_| wei.to_string())
+}
+
+fn short(s: &str) -> String {
+    if s.len() > 14 {
+        format!("{}…{}", &s[..8], &s[s.len() - 4..])
+    } else {
+        s.to_string()
+    }
+}
+
+/// `wayfare daemon`.
+pub async fn daemon(args: DaemonArgs) -> anyhow::Result<()> {
+    let mut cfg = NodeConfig::load(&args.config)?;
+    if let Some(d) = args.data_dir {
+        cfg.data_dir = d;
+    }
+    if let Some(a) = args.api_listen {
+        cfg.api.listen = a;
+    }
+    cfg.validate()?;
+    let (tx, rx) = tokio::sync::oneshot::channel::<wayfare_node::daemon::Ready>();
+    let printer = tokio::spawn(async move {
+        if let Ok(r) = rx.await {
+            println!(
+                "wayfare daemon ready: {} ({}), api {}, token {}",
+                r.roles.join("+"),
+                r.peer_id,
+                r.api,
+                r.token_file
+            );
+        }
+    });
+    wayfare_node::daemon::run(cfg, Some(tx), None).await?;
+    printer.abort();
+    Ok(())
+}
+
+/// `wayfare offers`.
+pub async fn offers(a: ApiArgs) -> anyhow::Result<()> {
+    let c = Client::new(&a)?;
+    let offers: Vec<OfferView> = c.get("/v1/offers").await?;
+    if a.json {
+        return output::json(&offers);
+    }
+    if offers.is_empty() {
+        println!(
+            "no offers yet: sellers announce every few seconds; check [p2p] bootstrap if this stays empty"
+        );
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = offers
+        .iter()
+        .map(|o| {
+            vec![
+                o.seller.clone(),
+                o.region.clone(),
+                o.services.join(","),
+                o.price_per_mib_wei.clone(),
+                o.price_per_second_wei.clone(),
+                o.seller_burn_wei.clone(),
+                o.buyer_burn_wei.clone(),
+                o.score.map_or("-".into(), |s| format!("{s:.2}")),
+            ]
+        })
+        .collect();
+    output::table(
+        &[
+            "SELLER",
+            "REGION",
+            "SERVICE",
+            "X wei/MiB",
+            "Y wei/s",
+            "Z burn",
+            "W burn",
+            "SCORE",
+        ],
+        &rows,
+    );
+    Ok(())
+}
+
+/// `wayfare connect`.
+pub async fn connect(a: ApiArgs, args: ConnectArgs) -> anyhow::Result<()> {
+    let c = Client::new(&a)?;
+    let started = std::time::Instant::now();
+    let req = ConnectRequest {
+        seller: args.seller,
+        service: Some(args.service),
+        max_price_per_mib: args.max_price_per_mib,
+        max_price_per_second: args.max_price_per_second,
+        deposit: args.deposit,
+    };
+    let ans: ConnectAnswer = c.post("/v1/connect", serde_json::to_value(&req)?).await?;
+    if !a.json {
+        println!("seller     {}", ans.seller);
+        println!("session    {}", ans.session);
+    }
+    if args.no_wait {
+        return if a.json { output::json(&ans) } else { Ok(()) };
+    }
+    let deadline = started + Duration::from_secs(args.timeout);
+    let mut last = String::new();
+    loop {
+        let s: SessionView = c.get(&format!("/v1/sessions/{}", ans.session)).await?;
+        if s.phase != last && !a.json {
+            let what = match s.phase.as_str() {
+                "requesting" => "asking the seller for a quote".to_string(),
+                "opening" => "opening the payment channel on chain".to_string(),
+                "awaiting-reveal" => format!(
+                    "channel {} open; waiting for the seller's sealed endpoint",
+                    s.channel_id.as_deref().map(short).unwrap_or_default()
+                ),
+                "connected" => "connected".to_string(),
+                other => other.to_string(),
+            };
+            println!("{:>6.2}s    {what}", started.elapsed().as_secs_f64());
+            last = s.phase.clone();
+        }
+        if s.live {
+            if a.json {
+                return output::json(&s);
+            }
+            if let Some(socks) = &s.socks {
+                println!("SOCKS5     {socks}  (curl --socks5-hostname {socks} …)");
+            } else {
+                println!("VPN        all traffic goes through the tunnel");
+            }
+            println!(
+                "paying every interval; `wayfare status` shows the meter, `wayfare disconnect` leaves"
+            );
+            return Ok(());
+        }
+        if s.phase == "ended" {
+            bail!(
+                "the session ended before it connected ({}{}): try another seller (`wayfare offers`)",
+                s.end_reason.unwrap_or_else(|| "no reason".into()),
+                s.last_error.map(|e| format!(": {e}")).unwrap_or_default()
+            );
+        }
+        if std::time::Instant::now() > deadline {
+            bail!(
+                "not connected after {} s (phase {}{}): `wayfare disconnect` gives up and closes",
+                args.timeout,
+                s.phase,
+                s.last_error
+                    .map(|e| format!(", last error: {e}"))
+                    .unwrap_or_default()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// `wayfare status`.
+pub async fn status(a: ApiArgs) -> anyhow::Result<()> {
+    let c = Client::new(&a)?;
+    let s: NodeStatus = c.get("/v1/status").await?;
+    if a.json {
+        return output::json(&s);
+    }
+    output::pairs(&[
+        ("roles", s.roles.join(", ")),
+        ("peer id", s.peer_id.clone()),
+        (
+            "chain",
+            format!(
+                "{} block {}{}",
+                s.chain_id,
+                s.chain_block,
+                if s.chain_ok {
+                    ""
+                } else {
+                    " (unreachable: retrying)"
+                }
+            ),
+        ),
+        ("market", s.market.clone()),
+    ]);
+    let rows: Vec<Vec<String>> = s
+        .sessions
+        .iter()
+        .filter(|x| x.phase != "ended")
+        .map(|x| {
+            vec![
+                x.role.clone(),
+                short(&x.counterparty),
+                x.service.clone(),
+                x.phase.clone(),
+                x.bytes.to_string(),
+                x.price_per_mib_wei.clone().unwrap_or_default(),
+                eth(&x.paid_wei),
+                x.deposit_left_wei.as_deref().map(eth).unwrap_or("-".into()),
+                if x.live { "yes".into() } else { "no".into() },
+            ]
+        })
+        .collect();
+    if rows.is_empty() {
+        println!("no live sessions");
+    } else {
+        output::table(
+            &[
+                "ROLE",
+                "PEER",
+                "SERVICE",
+                "PHASE",
+                "BYTES",
+                "X wei/MiB",
+                "PAID",
+                "DEPOSIT LEFT",
+                "LIVE",
+            ],
+            &rows,
+        );
+    }
+    Ok(())
+}
+
+/// `wayfare disconnect`.
+pub async fn disconnect(a: ApiArgs, args: DisconnectArgs) -> anyhow::Result<()> {
+    let c = Client::new(&a)?;
+    let body = serde_json::to_value(DisconnectRequest {
+        session: args.session,
+    })?;
+    let left: Vec<String> = c.post("/v1/disconnect", body).await?;
+    if a.json {
+        return output::json(&left);
+    }
+    for id in left {
+        println!("leaving {id}: final voucher sent, closing the channel cooperatively");
+    }
+    Ok(())
+}
+
+/// `wayfare channels`.
+pub async fn channels(a: ApiArgs) -> anyhow::Result<()> {
+    let c = Client::new(&a)?;
+    let list: Vec<ChannelView> = c.get("/v1/channels").await?;
+    if a.json {
+        return output::json(&list);
+    }
+    let rows: Vec<Vec<String>> = list
+        .iter()
+        .map(|ch| {
+            vec![
+                ch.id.clone(),
+                ch.role.clone(),
+                ch.service.clone(),
+                ch.state.clone(),
+                eth(&ch.deposit_wei),
+                eth(&ch.voucher_wei),
+                ch.to_seller_wei.as_deref().map(eth).unwrap_or("-".into()),
+                ch.pending_actions.join(","),
+            ]
+        })
+        .collect();
+    if rows.is_empty() {
+        println!("no channels yet");
+        return Ok(());
+    }
+    output::table(
+        &[
+            "CHANNEL",
+            "ROLE",
+            "SERVICE",
+            "STATE",
+            "DEPOSIT",
+            "VOUCHER",
+            "TO SELLER",
+            "PENDING",
+        ],
+        &rows,
+    );
+    Ok(())
+}
+
+/// `wayfare close`.
+pub async fn close(a: ApiArgs, args: CloseArgs) -> anyhow::Result<()> {
+    let c = Client::new(&a)?;
+    let what: String = c
+        .post(
+            &format!("/v1/channels/{}/close", args.channel),
+            serde_json::json!({}),
+        )
+        .await?;
+    if a.json {
+        return output::json(&what);
+    }
+    println!("{what}");
+    Ok(())
+}
+
+/// `wayfare seller …`.
+pub async fn seller(a: ApiArgs, cmd: SellerCmd) -> anyhow::Result<()> {
+    let c = Client::new(&a)?;
+    match cmd {
+        SellerCmd::Status => {
+            let s: SellerStatus = c.get("/v1/seller").await?;
+            if a.json {
+                return output::json(&s);
+            }
+            output::pairs(&[
+                ("account", s.account.clone()),
+                ("live sessions", s.live_sessions.to_string()),
+                ("earned", eth(&s.earned_wei)),
+                ("unsettled", eth(&s.unsettled_wei)),
+                (
+                    "withdrawable",
+                    s.withdrawable_wei
+                        .as_deref()
+                        .map(eth)
+                        .unwrap_or_else(|| "unknown (chain unreachable)".into()),
+                ),
+            ]);
+            Ok(())
+        }
+        SellerCmd::Withdraw => {
+            let t: TxView = c.post("/v1/withdraw", serde_json::json!({})).await?;
+            if a.json {
+                return output::json(&t);
+            }
+            println!(
+                "withdrew {} (tx {})",
+                t.amount_wei.as_deref().map(eth).unwrap_or_default(),
+                t.tx
+            );
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,404 @@
+//! End to end: real `wayfare daemon` processes (sellers and a buyer) in the namespace lab with a
+//! real anvil, real tunnels and real downloads from the internet host. Each test checks what a
+//! user would notice: money on chain matches the meters, a buyer that stops paying is cut and
+//! settled, a seller killed with -9 settles with its persisted voucher, and a vanished seller
+//! can't trap the deposit.
+//!
+//! Needs root for the namespaces (with `WAYFARE_REQUIRE_NETNS=1` they fail instead of skipping);
+//! the shadowsocks flow also runs on loopback without root.
+
+use std::{
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
+
+use alloy_primitives::{B256, U256};
+use wayfare_chain::bindings::WayfareMarket::WayfareMarketEvents;
+use wayfare_node::{
+    config::ServiceName,
+    labnet::{Daemon, LabNet, SellerSpec},
+};
+
+const WAYFARE: &str = env!("CARGO_BIN_EXE_wayfare");
+const MIB: u64 = 1 << 20;
+const X: u128 = 1_000_000_000_000; // wei per MiB
+const DEPOSIT: u128 = 50_000_000_000_000_000;
+
+/// Whether the lab is usable; panics under `WAYFARE_REQUIRE_NETNS=1` when it isn't.
+fn lab_available(test: &str) -> bool {
+    match LabNet::namespaces_unavailable() {
+        None => true,
+        Some(why) => {
+            if std::env::var("WAYFARE_REQUIRE_NETNS").as_deref() == Ok("1") {
+                panic!("{test}: the namespace lab is required (WAYFARE_REQUIRE_NETNS=1) but {why}");
+            }
+            eprintln!("skipping {test}: {why}");
+            false
+        }
+    }
+}
+
+struct World {
+    net: LabNet,
+    sellers: Vec<Daemon>,
+    buyer: Daemon,
+    _tmp: tempfile::TempDir,
+}
+
+impl World {
+    fn new(namespaces: bool, spec: SellerSpec) -> World {
+        let tmp = tempfile::Builder::new()
+            .prefix("wayfare-e2e")
+            .tempdir()
+            .unwrap();
+        let net = LabNet::start(
+            Path::new(WAYFARE),
+            tmp.path(),
+            namespaces,
+            1,
+            60,
+            &mut |m| eprintln!("· {m}"),
+        )
+        .expect("start the lab network");
+        let seller = net.start_seller(&spec).expect("start the seller");
+        let buyer = net
+            .start_buyer(&[&seller], U256::from(DEPOSIT))
+            .expect("start the buyer");
+        net.wait_for("the seller's offer", Duration::from_secs(60), || {
+            net.cli_json(&buyer, &["offers"])
+                .ok()
+                .filter(|v| v.as_array().is_some_and(|a| !a.is_empty()))
+        })
+        .expect("offer");
+        World {
+            net,
+            sellers: vec![seller],
+            buyer,
+            _tmp: tmp,
+        }
+    }
+
+    fn dir(&self) -> PathBuf {
+        self._tmp.path().to_path_buf()
+    }
+
+    fn connect(&self, service: &str) -> serde_json::Value {
+        self.net
+            .cli_json(&self.buyer, &["connect", "--service", service])
+            .unwrap_or_else(|e| panic!("connect: {e}\n{}", self.logs()))
+    }
+
+    fn logs(&self) -> String {
+        let mut out = String::new();
+        for d in self.sellers.iter().chain([&self.buyer]) {
+            let text = std::fs::read_to_string(&d.log).unwrap_or_default();
+            let tail: Vec<&str> = text.lines().rev().take(40).collect();
+            out.push_str(&format!("--- {} log (last 40 lines)\n", d.name));
+            for l in tail.into_iter().rev() {
+                out.push_str(l);
+                out.push('\n');
+            }
+        }
+        out
+    }
+
+    fn seller_channels(&self) -> Vec<serde_json::Value> {
+        self.net
+            .cli_json(&self.sellers[0], &["channels"])
+            .ok()
+            .and_then(|v| v.as_array().cloned())
+            .unwrap_or_default()
+    }
+
+    fn buyer_channel(&self) -> Option<serde_json::Value> {
+        self.net
+            .cli_json(&self.buyer, &["channels"])
+            .ok()
+            .and_then(|v| v.as_array().and_then(|a| a.first().cloned()))
+    }
+
+    /// The channel's close on chain: (to seller, to buyer).
+    fn closed_on_chain(&self, id: B256) -> Option<(U256, U256)> {
+        self.net
+            .chain(move |c| async move {
+                let head = c.head().await?.0;
+                let logs = c.events_between(0, head).await?;
+                Ok(logs.into_iter().find_map(|l| match l.event {
+                    WayfareMarketEvents::ChannelClosed(e) if e.id == id => {
+                        Some((e.toSeller, e.toBuyer))
+                    }
+                    _ => None,
+                }))
+            })
+            .ok()
+            .flatten()
+    }
+
+    fn wait_closed(&self, id: B256, timeout: Duration) -> (U256, U256) {
+        self.net
+            .wait_for("the channel to close on chain", timeout, || {
+                self.closed_on_chain(id)
+            })
+            .unwrap_or_else(|e| panic!("{e}\n{}", self.logs()))
+    }
+
+    /// The seller's session for channel `id` as its API shows it.
+    fn seller_session(&self, id: B256) -> serde_json::Value {
+        let v = self
+            .net
+            .cli_json(&self.sellers[0], &["seller", "status"])
+            .unwrap();
+        v["sessions"]
+            .as_array()
+            .and_then(|a| {
+                a.iter()
+                    .find(|s| s["channel_id"].as_str() == Some(&id.to_string()))
+                    .cloned()
+            })
+            .unwrap_or_else(|| panic!("no seller session for {id}: {v}"))
+    }
+}
+
+fn u256(v: &serde_json::Value) -> U256 {
+    v.as_str()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("not an amount: {v}"))
+}
+
+fn channel_id(v: &serde_json::Value) -> B256 {
+    v["channel_id"]
+        .as_str()
+        .or_else(|| v["id"].as_str())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no channel id in {v}"))
+}
+
+fn spec(services: Vec<ServiceName>) -> SellerSpec {
+    let mut s = SellerSpec::new(1);
+    s.services = services;
+    s.price_per_mib = X;
+    s.price_per_second = 0; // owed is then exactly the metered bytes
+    s.interval = 1;
+    s.grace = 2;
+    s
+}
+
+/// (a) The whole flow: connect, download through the tunnel, pay, disconnect; the amount
+/// settled on chain equals what the seller's meter says was owed, within tolerance.
+fn whole_flow(namespaces: bool, service: &str) {
+    let services = if service == "wireguard" {
+        vec![ServiceName::Wireguard]
+    } else {
+        vec![ServiceName::Shadowsocks]
+    };
+    let w = World::new(namespaces, spec(services));
+    let session = w.connect(service);
+    assert_eq!(session["live"], true, "{session}");
+    let socks = (service == "shadowsocks").then_some(w.buyer.service_port);
+    let mut downloaded = 0;
+    for _ in 0..3 {
+        downloaded += w
+            .net
+            .download(socks, 8 * MIB)
+            .unwrap_or_else(|e| panic!("{e}\n{}", w.logs()));
+    }
+    assert_eq!(downloaded, 24 * MIB);
+    // Let at least one voucher cover the traffic, then leave.
+    std::thread::sleep(Duration::from_millis(2500));
+    let id = channel_id(&session);
+    w.net.cli(&w.buyer, &["disconnect"]).unwrap();
+    let (to_seller, to_buyer) = w.wait_closed(id, Duration::from_secs(60));
+    assert_eq!(
+        to_seller + to_buyer,
+        U256::from(DEPOSIT),
+        "the deposit is conserved"
+    );
+
+    let s = w.seller_session(id);
+    let bytes = s["bytes"].as_u64().unwrap();
+    assert!(
+        bytes >= 24 * MIB,
+        "the seller metered {bytes} bytes for a 24 MiB download"
+    );
+    let owed = u256(&s["owed_wei"]);
+    let expected = U256::from((u128::from(bytes) * X).div_ceil(u128::from(MIB)));
+    assert_eq!(owed, expected, "owed = ceil(X * bytes / MiB) with Y = 0");
+    // Tolerance: 2 % plus one interval of a 1 MiB/s flow (protocol.md).
+    let slack = owed * U256::from(2) / U256::from(100) + U256::from(X);
+    let diff = if to_seller > owed {
+        to_seller - owed
+    } else {
+        owed - to_seller
+    };
+    assert!(
+        diff <= slack,
+        "settled {to_seller} wei, the seller's meter says {owed} wei (diff {diff} > {slack})\n{}",
+        w.logs()
+    );
+    // The buyer's side agrees: its channel is closed and its last voucher is what was settled.
+    let bc = w.buyer_channel().unwrap();
+    assert_eq!(bc["state"], "closed");
+    assert_eq!(u256(&bc["voucher_wei"]), to_seller);
+}
+
+#[test]
+fn a_whole_flow_shadowsocks() {
+    // In the lab as root; on loopback otherwise (shadowsocks needs no root).
+    let ns = LabNet::namespaces_unavailable().is_none();
+    if !ns && std::env::var("WAYFARE_REQUIRE_NETNS").as_deref() == Ok("1") {
+        panic!("the namespace lab is required (WAYFARE_REQUIRE_NETNS=1) but unavailable");
+    }
+    whole_flow(ns, "shadowsocks");
+}
+
+#[test]
+fn a_whole_flow_wireguard() {
+    if !lab_available("a_whole_flow_wireguard") {
+        return;
+    }
+    whole_flow(true, "wireguard");
+}
+
+/// (b) The buyer stops paying (its daemon is frozen): the seller cuts within interval + grace
+/// and settles with the best voucher; its loss is bounded by its max debt.
+#[test]
+fn b_buyer_stops_paying() {
+    if !lab_available("b_buyer_stops_paying") {
+        return;
+    }
+    let w = World::new(true, spec(vec![ServiceName::Shadowsocks]));
+    let session = w.connect("shadowsocks");
+    let id = channel_id(&session);
+    w.net.download(Some(w.buyer.service_port), 8 * MIB).unwrap();
+    std::thread::sleep(Duration::from_millis(2500));
+    let pid = w.buyer.child.as_ref().unwrap().id();
+    // SIGSTOP: the buyer neither pays nor closes.
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-STOP", &pid.to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let stopped = Instant::now();
+    let (to_seller, _) = w.wait_closed(id, Duration::from_secs(30));
+    let took = stopped.elapsed();
+    let _ = std::process::Command::new("kill")
+        .args(["-CONT", &pid.to_string()])
+        .status();
+    // interval 1 s + grace 2 s, plus the seller's tick, one block and the event poll.
+    assert!(
+        took < Duration::from_secs(10),
+        "the seller took {took:?} to cut and settle"
+    );
+    let s = w.seller_session(id);
+    assert_eq!(s["phase"], "ended");
+    assert_eq!(s["end_reason"], "MissingPayment", "{s}");
+    let owed = u256(&s["owed_wei"]);
+    assert!(to_seller > U256::ZERO, "the seller settled nothing");
+    // Max debt: (interval + grace) at 32 MiB/s at the agreed price.
+    let max_debt = U256::from(X * 32 * 3);
+    assert!(
+        owed.saturating_sub(to_seller) <= max_debt,
+        "lost {} wei, more than the max debt {max_debt}",
+        owed - to_seller
+    );
+}
+
+/// (c) The seller is killed with -9 mid-session and restarted: it settles with the best
+/// voucher it had persisted (the buyer is gone too, so nobody else closes).
+#[test]
+fn c_seller_killed_and_restarted_settles_with_persisted_voucher() {
+    if !lab_available("c_seller_killed_and_restarted") {
+        return;
+    }
+    let mut w = World::new(true, spec(vec![ServiceName::Shadowsocks]));
+    let session = w.connect("shadowsocks");
+    let id = channel_id(&session);
+    w.net.download(Some(w.buyer.service_port), 8 * MIB).unwrap();
+    std::thread::sleep(Duration::from_millis(3000));
+    let before = w
+        .seller_channels()
+        .into_iter()
+        .find(|c| c["id"].as_str() == Some(&id.to_string()))
+        .expect("the seller knows the channel");
+    let best = u256(&before["voucher_wei"]);
+    assert!(best > U256::ZERO, "no voucher persisted: {before}");
+    w.buyer.kill();
+    w.sellers[0].kill();
+    let mut seller = w.sellers.pop().unwrap();
+    w.net.restart(&mut seller).expect("restart the seller");
+    w.sellers.push(seller);
+    let (to_seller, _) = w.wait_closed(id, Duration::from_secs(30));
+    assert!(
+        to_seller >= best,
+        "settled {to_seller} wei, less than the {best} wei voucher persisted before the kill"
+    );
+}
+
+/// (d) The seller vanishes: the buyer leaves, starts a close alone, and after the challenge
+/// period (anvil time travel) finalize refunds the rest. A seller back before the deadline
+/// submits its voucher instead.
+#[test]
+fn d_seller_vanishes_then_deposit_comes_back() {
+    if !lab_available("d_seller_vanishes") {
+        return;
+    }
+    let mut w = World::new(true, spec(vec![ServiceName::Shadowsocks]));
+    let session = w.connect("shadowsocks");
+    let id = channel_id(&session);
+    w.net.download(Some(w.buyer.service_port), 4 * MIB).unwrap();
+    std::thread::sleep(Duration::from_millis(2500));
+    let paid = w
+        .buyer_channel()
+        .map(|c| u256(&c["voucher_wei"]))
+        .unwrap_or_default();
+    w.sellers[0].kill();
+    w.net.cli(&w.buyer, &["disconnect"]).unwrap();
+    // The buyer waits for a consent that never comes, then starts the close.
+    w.net
+        .wait_for("the close to start", Duration::from_secs(60), || {
+            w.buyer_channel().filter(|c| c["state"] == "closing")
+        })
+        .unwrap_or_else(|e| panic!("{e}\n{}", w.logs()));
+    w.net.time_travel(61).unwrap();
+    let (to_seller, to_buyer) = w.wait_closed(id, Duration::from_secs(30));
+    assert_eq!(to_seller, U256::ZERO, "nobody submitted a voucher");
+    assert_eq!(
+        to_buyer,
+        U256::from(DEPOSIT),
+        "the whole deposit comes back"
+    );
+    let _ = paid;
+    drop(w);
+}
+
+/// (d, second half) The seller comes back before the deadline and submits its voucher.
+#[test]
+fn d_seller_back_before_the_deadline_is_paid() {
+    if !lab_available("d_seller_back_before_the_deadline") {
+        return;
+    }
+    let mut w = World::new(true, spec(vec![ServiceName::Shadowsocks]));
+    let session = w.connect("shadowsocks");
+    let id = channel_id(&session);
+    w.net.download(Some(w.buyer.service_port), 4 * MIB).unwrap();
+    std::thread::sleep(Duration::from_millis(2500));
+    let mut seller = w.sellers.pop().unwrap();
+    seller.kill();
+    w.net.cli(&w.buyer, &["disconnect"]).unwrap();
+    w.net
+        .wait_for("the close to start", Duration::from_secs(60), || {
+            w.buyer_channel().filter(|c| c["state"] == "closing")
+        })
+        .unwrap_or_else(|e| panic!("{e}\n{}", w.logs()));
+    let best = {
+        // What the seller had persisted.
+        w.net.restart(&mut seller).expect("restart the seller");
+        w.sellers.push(seller);
+        let (to_seller, _) = w.wait_closed(id, Duration::from_secs(30));
+        to_seller
+    };
+    assert!(best > U256::ZERO, "the returning seller was not paid");
+    let _ = w.dir();
+}

@@ -1,0 +1,76 @@
+//! Follows the market's events from a block on and hands them to the node, with the channel's
+//! voucher signer read for every `ChannelOpened` (the event does not carry it). A chain that is
+//! down is retried forever; the node keeps serving meanwhile.
+
+use std::time::Duration;
+
+use alloy_primitives::Address;
+use tokio::sync::mpsc;
+use wayfare_chain::{MarketClient, MarketLog, bindings::WayfareMarket::WayfareMarketEvents};
+
+use crate::node::Internal;
+
+/// Reads events from `from` on and sends them as [`Internal::Log`], then
+/// [`Internal::ChainHead`] after each batch. Ends when the node is gone.
+pub async fn watch(client: MarketClient, from: u64, poll: Duration, tx: mpsc::Sender<Internal>) {
+    let mut next = from;
+    let mut down = false;
+    loop {
+        let head = match client.head().await {
+            Ok((h, _)) => h,
+            Err(e) => {
+                if !down {
+                    tracing::warn!(error = %e, "chain unreachable; sessions go on, retrying");
+                }
+                down = true;
+                if tx.send(Internal::ChainDown(e.to_string())).await.is_err() {
+                    return;
+                }
+                tokio::time::sleep(poll.max(Duration::from_secs(1))).await;
+                continue;
+            }
+        };
+        if down {
+            tracing::info!("chain reachable again");
+            down = false;
+        }
+        if head >= next {
+            match client.events_between(next, head).await {
+                Ok(logs) => {
+                    for log in logs {
+                        let signer = voucher_signer(&client, &log).await;
+                        if tx.send(Internal::Log(Box::new(log), signer)).await.is_err() {
+                            return;
+                        }
+                    }
+                    next = head + 1;
+                    if tx.send(Internal::ChainHead(head)).await.is_err() {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    if tx.send(Internal::ChainDown(e.to_string())).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+        tokio::time::sleep(poll).await;
+    }
+}
+
+async fn voucher_signer(client: &MarketClient, log: &MarketLog) -> Option<Address> {
+    let WayfareMarketEvents::ChannelOpened(ev) = &log.event else {
+        return None;
+    };
+    for attempt in 0..5u32 {
+        match client.channel(ev.id).await {
+            Ok(c) => return Some(c.voucherSigner),
+            Err(e) => {
+                tracing::warn!(channel = %ev.id, attempt, error = %e, "reading the channel's voucher signer");
+                tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
+            }
+        }
+    }
+    None
+}

@@ -1,0 +1,585 @@
+//! The daemon's TOML config, with every default written down, and the environment overrides.
+//!
+//! ```toml
+//! data_dir = "/var/lib/wayfare"          # store, API token, p2p key (default: ./wayfare-data)
+//!
+//! [api]
+//! listen = "127.0.0.1:7767"              # loopback only; the token is in DATA_DIR/api-token (0600)
+//!
+//! [chain]
+//! rpc_url = "http://127.0.0.1:8545"
+//! market = "0x…"
+//! chain_id = 31337                        # optional: refuse another chain
+//! password_file = "/etc/wayfare/password" # keystore password (else $WAYFARE_PASSWORD)
+//! start_block = 0                         # first block to read market events from
+//! poll_ms = 500
+//!
+//! [p2p]
+//! listen = ["/ip4/0.0.0.0/tcp/0"]
+//! bootstrap = []                          # multiaddrs ending in /p2p/<peer id>
+//!
+//! [seller]                                # present: this node sells
+//! account_keystore = "seller.json"        # the registered account (withdraw)
+//! signer_keystore = "seller-signer.json"  # the hot signer (offers, consents, settle)
+//! region = "lab"
+//! services = ["shadowsocks", "wireguard"]
+//! public_host = "203.0.113.7"             # what buyers dial (sent only inside the sealed reveal)
+//! shadowsocks_listen = "0.0.0.0:8388"
+//! wireguard_port = 51820
+//! wireguard_pool = "198.19.0.0/16"       # buyers' tunnel addresses
+//! exit_allow = []                         # private ranges the exit may reach (default: none)
+//! price_per_mib = "1000000000000"         # wei (X)
+//! price_per_second = "100000000000"       # wei (Y)
+//! seller_burn = "0"                       # Z
+//! buyer_burn = "0"                        # W
+//! min_deposit = "1000000000000000"
+//! payment_interval = 15
+//! grace_secs = 10
+//! settle_threshold = "0"                  # settle once the best voucher reaches this (0: off)
+//! settle_max_age_secs = 0                 # settle channels older than this (0: off)
+//!
+//! [buyer]                                 # present: this node buys
+//! keystore = "buyer.json"
+//! socks_listen = "127.0.0.1:1080"
+//! deposit = "10000000000000000"
+//! max_price_per_mib = "…"  max_price_per_second = "…"  max_buyer_burn = "…"
+//! payment_interval = 15
+//! ```
+//!
+//! Environment overrides (after the file): `WAYFARE_DATA_DIR`, `WAYFARE_API_LISTEN`,
+//! `WAYFARE_RPC_URL`, `WAYFARE_MARKET`, `WAYFARE_PASSWORD_FILE`.
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+};
+
+use alloy_primitives::{Address, U256};
+use serde::{Deserialize, Serialize};
+use wayfare_proto::Service;
+
+/// A config that could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("config {path}: {source} (pass --config PATH or create the file)")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this schema.
+    #[error("config {path}: {why}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What was wrong (with the line).
+        why: String,
+    },
+    /// A value is out of range or inconsistent.
+    #[error("config: {0}")]
+    Invalid(String),
+}
+
+/// The whole config.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// Store, API token and p2p key live here.
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    /// The REST API.
+    #[serde(default)]
+    pub api: ApiConfig,
+    /// The chain.
+    pub chain: ChainConfig,
+    /// The p2p network.
+    #[serde(default)]
+    pub p2p: P2pSection,
+    /// The seller role.
+    pub seller: Option<SellerConfig>,
+    /// The buyer role.
+    pub buyer: Option<BuyerConfig>,
+}
+
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("wayfare-data")
+}
+
+/// `[api]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiConfig {
+    /// Listen address (loopback).
+    #[serde(default = "default_api_listen")]
+    pub listen: SocketAddr,
+}
+
+/// The API's default address.
+pub const DEFAULT_API_LISTEN: &str = "127.0.0.1:7767";
+
+fn default_api_listen() -> SocketAddr {
+    DEFAULT_API_LISTEN
+        .parse()
+        .unwrap_or_else(|_| unreachable!())
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            listen: default_api_listen(),
+        }
+    }
+}
+
+/// `[chain]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChainConfig {
+    /// JSON-RPC URL.
+    pub rpc_url: String,
+    /// The market contract.
+    pub market: Address,
+    /// Refuse another chain.
+    pub chain_id: Option<u64>,
+    /// Keystore password file (else the `WAYFARE_PASSWORD` variable).
+    pub password_file: Option<PathBuf>,
+    /// First block to read events from.
+    #[serde(default)]
+    pub start_block: u64,
+    /// Event poll period.
+    #[serde(default = "default_poll_ms")]
+    pub poll_ms: u64,
+}
+
+fn default_poll_ms() -> u64 {
+    500
+}
+
+/// `[p2p]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct P2pSection {
+    /// Listen multiaddrs.
+    #[serde(default = "default_p2p_listen")]
+    pub listen: Vec<String>,
+    /// Peers to join through.
+    #[serde(default)]
+    pub bootstrap: Vec<String>,
+}
+
+fn default_p2p_listen() -> Vec<String> {
+    vec!["/ip4/0.0.0.0/tcp/0".into()]
+}
+
+impl Default for P2pSection {
+    fn default() -> Self {
+        Self {
+            listen: default_p2p_listen(),
+            bootstrap: Vec::new(),
+        }
+    }
+}
+
+/// A wei amount written as a decimal string (TOML integers stop at 2^63).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Wei(pub U256);
+
+impl Serialize for Wei {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0.to_string())
+    }
+}
+
+impl<'de> Deserialize<'de> for Wei {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            S(String),
+            N(u64),
+        }
+        match Raw::deserialize(d)? {
+            Raw::N(n) => Ok(Self(U256::from(n))),
+            Raw::S(s) => wayfare_chain::units::parse_amount(&s)
+                .map(Self)
+                .map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+impl Wei {
+    /// As u128, or a config error naming `field`.
+    pub fn to_u128(self, field: &str) -> Result<u128, ConfigError> {
+        u128::try_from(self.0)
+            .map_err(|_| ConfigError::Invalid(format!("{field} is too large (max 2^128-1 wei)")))
+    }
+}
+
+/// `[seller]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SellerConfig {
+    /// The registered account's keystore (needed to withdraw earnings).
+    pub account_keystore: Option<PathBuf>,
+    /// The account address (when no account keystore is given).
+    pub account: Option<Address>,
+    /// The hot signer's keystore.
+    pub signer_keystore: PathBuf,
+    /// Region announced.
+    #[serde(default = "default_region")]
+    pub region: String,
+    /// Services sold.
+    #[serde(default = "default_services")]
+    pub services: Vec<ServiceName>,
+    /// Host buyers dial.
+    pub public_host: String,
+    /// Shadowsocks listen address.
+    #[serde(default = "default_ss_listen")]
+    pub shadowsocks_listen: SocketAddr,
+    /// WireGuard UDP port.
+    #[serde(default = "default_wg_port")]
+    pub wireguard_port: u16,
+    /// WireGuard TUN name.
+    #[serde(default = "default_wg_tun")]
+    pub wireguard_tun: String,
+    /// Tunnel addresses handed to WireGuard buyers (the first host is the seller's).
+    #[serde(default = "default_wg_pool")]
+    pub wireguard_pool: String,
+    /// Destinations the exit may also reach although private (CIDRs), e.g. a lab network.
+    #[serde(default)]
+    pub exit_allow: Vec<String>,
+    /// X.
+    pub price_per_mib: Wei,
+    /// Y.
+    pub price_per_second: Wei,
+    /// Z.
+    #[serde(default)]
+    pub seller_burn: Wei,
+    /// W.
+    #[serde(default)]
+    pub buyer_burn: Wei,
+    /// Least deposit.
+    #[serde(default)]
+    pub min_deposit: Wei,
+    /// Seconds between vouchers.
+    #[serde(default = "default_interval")]
+    pub payment_interval: u32,
+    /// Seconds after an interval before a missing voucher ends the session.
+    #[serde(default = "default_grace")]
+    pub grace_secs: u64,
+    /// Capacity announced, bits per second.
+    #[serde(default = "default_capacity")]
+    pub capacity_bps: u64,
+    /// Settle once the best voucher reaches this many wei (0: off).
+    #[serde(default)]
+    pub settle_threshold: Wei,
+    /// Settle channels older than this many seconds (0: off).
+    #[serde(default)]
+    pub settle_max_age_secs: u64,
+}
+
+fn default_region() -> String {
+    "unknown".into()
+}
+fn default_services() -> Vec<ServiceName> {
+    vec![ServiceName::Shadowsocks]
+}
+fn default_ss_listen() -> SocketAddr {
+    SocketAddr::from(([0, 0, 0, 0], 8388))
+}
+fn default_wg_port() -> u16 {
+    51820
+}
+fn default_wg_pool() -> String {
+    "198.19.0.0/16".into()
+}
+fn default_wg_tun() -> String {
+    "wf-exit0".into()
+}
+fn default_interval() -> u32 {
+    15
+}
+fn default_grace() -> u64 {
+    10
+}
+fn default_capacity() -> u64 {
+    1_000_000_000
+}
+
+/// A service name in config and on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ServiceName {
+    /// WireGuard.
+    Wireguard,
+    /// Shadowsocks.
+    Shadowsocks,
+}
+
+impl ServiceName {
+    /// The protocol service.
+    pub fn service(self) -> Service {
+        match self {
+            Self::Wireguard => Service::WireGuard,
+            Self::Shadowsocks => Service::Shadowsocks,
+        }
+    }
+
+    /// From the protocol service.
+    pub fn from_service(s: Service) -> Self {
+        match s {
+            Service::WireGuard => Self::Wireguard,
+            Service::Shadowsocks => Self::Shadowsocks,
+        }
+    }
+
+    /// Lowercase name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Wireguard => "wireguard",
+            Self::Shadowsocks => "shadowsocks",
+        }
+    }
+}
+
+/// `[buyer]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BuyerConfig {
+    /// The buyer account's keystore.
+    pub keystore: PathBuf,
+    /// SOCKS5 address for shadowsocks sessions.
+    #[serde(default = "default_socks")]
+    pub socks_listen: SocketAddr,
+    /// TUN name for WireGuard sessions.
+    #[serde(default = "default_vpn_tun")]
+    pub wireguard_tun: String,
+    /// WireGuard: only these ranges go through the tunnel (empty: everything).
+    #[serde(default)]
+    pub wireguard_split: Vec<String>,
+    /// WireGuard: block everything else while connected.
+    #[serde(default = "default_true")]
+    pub kill_switch: bool,
+    /// Deposit per channel.
+    #[serde(default = "default_deposit")]
+    pub deposit: Wei,
+    /// Highest X accepted.
+    pub max_price_per_mib: Option<Wei>,
+    /// Highest Y accepted.
+    pub max_price_per_second: Option<Wei>,
+    /// Highest W accepted.
+    pub max_buyer_burn: Option<Wei>,
+    /// Payment interval proposed.
+    #[serde(default = "default_interval")]
+    pub payment_interval: u32,
+    /// Seconds to wait for the seller's close consent before closing alone.
+    #[serde(default = "default_close_timeout")]
+    pub close_timeout_secs: u64,
+    /// Seconds to wait for the seller's sealed endpoint once the channel is open.
+    #[serde(default = "default_reveal_timeout")]
+    pub reveal_timeout_secs: u64,
+}
+
+fn default_close_timeout() -> u64 {
+    30
+}
+fn default_reveal_timeout() -> u64 {
+    120
+}
+
+fn default_socks() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 1080))
+}
+fn default_vpn_tun() -> String {
+    "wf-vpn0".into()
+}
+fn default_true() -> bool {
+    true
+}
+fn default_deposit() -> Wei {
+    Wei(U256::from(10_000_000_000_000_000u128))
+}
+
+impl NodeConfig {
+    /// Reads `path`, applies the environment overrides and checks the values.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let mut cfg = Self::parse(&text).map_err(|why| ConfigError::Parse {
+            path: path.to_path_buf(),
+            why,
+        })?;
+        // Relative paths in the file are relative to the file.
+        if let Some(base) = path.parent() {
+            cfg.rebase(base);
+        }
+        cfg.apply_env()?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Parses TOML text (no env, no checks).
+    pub fn parse(text: &str) -> Result<Self, String> {
+        toml::from_str(text).map_err(|e| e.to_string())
+    }
+
+    fn rebase(&mut self, base: &Path) {
+        let fix = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        fix(&mut self.data_dir);
+        if let Some(p) = &mut self.chain.password_file {
+            fix(p);
+        }
+        if let Some(s) = &mut self.seller {
+            fix(&mut s.signer_keystore);
+            if let Some(p) = &mut s.account_keystore {
+                fix(p);
+            }
+        }
+        if let Some(b) = &mut self.buyer {
+            fix(&mut b.keystore);
+        }
+    }
+
+    /// Applies `WAYFARE_*` overrides.
+    pub fn apply_env(&mut self) -> Result<(), ConfigError> {
+        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        if let Some(v) = var("WAYFARE_DATA_DIR") {
+            self.data_dir = v.into();
+        }
+        if let Some(v) = var("WAYFARE_API_LISTEN") {
+            self.api.listen = v.parse().map_err(|_| {
+                ConfigError::Invalid(format!("WAYFARE_API_LISTEN={v:?} is not HOST:PORT"))
+            })?;
+        }
+        if let Some(v) = var("WAYFARE_RPC_URL") {
+            self.chain.rpc_url = v;
+        }
+        if let Some(v) = var("WAYFARE_MARKET") {
+            self.chain.market = v.parse().map_err(|_| {
+                ConfigError::Invalid(format!("WAYFARE_MARKET={v:?} is not an address"))
+            })?;
+        }
+        if let Some(v) = var("WAYFARE_PASSWORD_FILE") {
+            self.chain.password_file = Some(v.into());
+        }
+        Ok(())
+    }
+
+    /// Checks values a person could get wrong.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.seller.is_none() && self.buyer.is_none() {
+            return Err(ConfigError::Invalid(
+                "neither [seller] nor [buyer] is configured: add at least one role".into(),
+            ));
+        }
+        if !self.api.listen.ip().is_loopback() {
+            return Err(ConfigError::Invalid(format!(
+                "[api] listen = {} is not a loopback address: the API moves money, keep it on 127.0.0.1",
+                self.api.listen
+            )));
+        }
+        if let Some(s) = &self.seller {
+            if s.payment_interval == 0 {
+                return Err(ConfigError::Invalid(
+                    "[seller] payment_interval must be at least 1 second".into(),
+                ));
+            }
+            if s.services.is_empty() {
+                return Err(ConfigError::Invalid(
+                    "[seller] services is empty: list shadowsocks and/or wireguard".into(),
+                ));
+            }
+            if s.account_keystore.is_none() && s.account.is_none() {
+                return Err(ConfigError::Invalid(
+                    "[seller] needs account_keystore (or account = \"0x…\")".into(),
+                ));
+            }
+            for f in [
+                ("price_per_mib", s.price_per_mib),
+                ("price_per_second", s.price_per_second),
+                ("seller_burn", s.seller_burn),
+                ("buyer_burn", s.buyer_burn),
+                ("min_deposit", s.min_deposit),
+            ] {
+                f.1.to_u128(&format!("[seller] {}", f.0))?;
+            }
+        }
+        if let Some(b) = &self.buyer
+            && b.payment_interval == 0
+        {
+            return Err(ConfigError::Invalid(
+                "[buyer] payment_interval must be at least 1 second".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The store file.
+    pub fn store_path(&self) -> PathBuf {
+        self.data_dir.join("node.db")
+    }
+
+    /// The API token file.
+    pub fn token_path(&self) -> PathBuf {
+        self.data_dir.join("api-token")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIN: &str = r#"
+        [chain]
+        rpc_url = "http://127.0.0.1:8545"
+        market = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
+        [buyer]
+        keystore = "b.json"
+    "#;
+
+    #[test]
+    fn defaults_fill_a_minimal_buyer_config() {
+        let c = NodeConfig::parse(MIN).unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.api.listen.to_string(), DEFAULT_API_LISTEN);
+        let b = c.buyer.unwrap();
+        assert_eq!(b.socks_listen.to_string(), "127.0.0.1:1080");
+        assert_eq!(b.payment_interval, 15);
+        assert!(b.kill_switch);
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_amounts_are_named() {
+        let e = NodeConfig::parse(&format!("{MIN}\nfoo = 1\n")).unwrap_err();
+        assert!(e.contains("foo"), "{e}");
+        let bad = MIN.replace(
+            "keystore = \"b.json\"",
+            "keystore = \"b.json\"\ndeposit = \"lots\"",
+        );
+        let e = NodeConfig::parse(&bad).unwrap_err();
+        assert!(e.contains("deposit") || e.contains("lots"), "{e}");
+    }
+
+    #[test]
+    fn a_public_api_address_is_refused() {
+        let mut c = NodeConfig::parse(MIN).unwrap();
+        c.api.listen = "0.0.0.0:7767".parse().unwrap();
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("loopback"), "{e}");
+    }
+
+    #[test]
+    fn a_config_without_roles_is_refused() {
+        let mut c = NodeConfig::parse(MIN).unwrap();
+        c.buyer = None;
+        assert!(c.validate().unwrap_err().to_string().contains("[seller]"));
+    }
+}

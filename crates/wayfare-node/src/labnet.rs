@@ -1,0 +1,684 @@
+//! A whole Wayfare network on one machine, for `wayfare demo` and the end-to-end tests: a
+//! devnet chain, seller and buyer daemons (the real `wayfare` binary, as separate processes)
+//! and an "internet" web server. As root it uses the namespace lab (buyer, seller and internet
+//! hosts, see `wayfare_tunnel::lab`), with anvil on the seller host reachable at 198.18.1.1;
+//! without root everything runs on loopback (shadowsocks only).
+
+use std::{
+    fs,
+    future::Future,
+    io::{BufRead, BufReader, Write},
+    net::{Ipv4Addr, SocketAddr},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::mpsc as std_mpsc,
+    time::{Duration, Instant},
+};
+
+use alloy_primitives::U256;
+use wayfare_chain::{
+    ConnectOptions, MarketClient,
+    devnet::{Devnet, DevnetInfo, DevnetOptions},
+};
+use wayfare_tunnel::lab::{self, Lab, NsRuntime};
+
+use crate::config::ServiceName;
+
+/// What went wrong setting up or driving the network.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct LabNetError(pub String);
+
+fn err(s: impl std::fmt::Display) -> LabNetError {
+    LabNetError(s.to_string())
+}
+
+/// Which host a command runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Host {
+    /// The buyer's host.
+    Buyer,
+    /// The sellers' host (also runs anvil).
+    Seller,
+    /// The internet host.
+    Internet,
+}
+
+enum Rt {
+    Ns(NsRuntime),
+    Plain(tokio::runtime::Runtime),
+}
+
+impl Rt {
+    fn block_on<F>(&self, fut: F) -> F::Output
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        match self {
+            Self::Ns(rt) => rt.block_on(fut),
+            Self::Plain(rt) => rt.block_on(fut),
+        }
+    }
+
+    fn spawn<F>(&self, fut: F)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        match self {
+            Self::Ns(rt) => {
+                rt.spawn(fut);
+            }
+            Self::Plain(rt) => {
+                rt.spawn(fut);
+            }
+        }
+    }
+}
+
+/// Terms and services of one seller daemon.
+#[derive(Debug, Clone)]
+pub struct SellerSpec {
+    /// Which devnet seller (1-based).
+    pub index: usize,
+    /// Services sold.
+    pub services: Vec<ServiceName>,
+    /// X.
+    pub price_per_mib: u128,
+    /// Y.
+    pub price_per_second: u128,
+    /// Z.
+    pub seller_burn: u128,
+    /// W.
+    pub buyer_burn: u128,
+    /// Least deposit.
+    pub min_deposit: u128,
+    /// Seconds between vouchers.
+    pub interval: u32,
+    /// Grace after an interval.
+    pub grace: u64,
+    /// Region announced.
+    pub region: String,
+}
+
+impl SellerSpec {
+    /// Seller `index` with demo prices.
+    pub fn new(index: usize) -> Self {
+        Self {
+            index,
+            services: vec![ServiceName::Shadowsocks],
+            price_per_mib: 1_000_000_000_000,
+            price_per_second: 10_000_000_000,
+            seller_burn: 1_000_000_000_000_000,
+            buyer_burn: 1_000_000_000_000_000,
+            min_deposit: 10_000_000_000_000_000,
+            interval: 2,
+            grace: 2,
+            region: "lab".into(),
+        }
+    }
+}
+
+/// A daemon process.
+#[derive(Debug)]
+pub struct Daemon {
+    /// Name (`seller-1`, `buyer`).
+    pub name: String,
+    /// Its host.
+    pub host: Host,
+    /// The process.
+    pub child: Option<Child>,
+    /// libp2p peer id.
+    pub peer_id: String,
+    /// API address (inside its host).
+    pub api: SocketAddr,
+    /// Data dir.
+    pub data_dir: PathBuf,
+    /// Config file.
+    pub config: PathBuf,
+    /// p2p TCP port.
+    pub p2p_port: u16,
+    /// Shadowsocks port (sellers) or SOCKS5 port (buyers).
+    pub service_port: u16,
+    /// The log file (stdout and stderr).
+    pub log: PathBuf,
+}
+
+impl Daemon {
+    /// Kills the process (SIGKILL) and waits for it.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Stops the process gently (SIGTERM), waiting up to `wait`.
+    pub fn stop(&mut self, wait: Duration) {
+        if let Some(mut c) = self.child.take() {
+            // SAFETY: kill(2) on our own child's pid has no memory effects.
+            unsafe {
+                libc::kill(c.id() as libc::pid_t, libc::SIGTERM);
+            }
+            let deadline = Instant::now() + wait;
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = c.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The whole network.
+pub struct LabNet {
+    exe: PathBuf,
+    dir: PathBuf,
+    devnet: Option<Devnet>,
+    /// The devnet's description.
+    pub info: DevnetInfo,
+    rt_seller: Option<Rt>,
+    rt_inet: Option<Rt>,
+    lab: Option<Lab>,
+    http: SocketAddr,
+    poll_ms: u64,
+}
+
+impl std::fmt::Debug for LabNet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LabNet")
+            .field("dir", &self.dir)
+            .field("namespaces", &self.lab.is_some())
+            .finish()
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(0)
+}
+
+impl LabNet {
+    /// Whether the namespace lab can run here (root and iproute2), else why not.
+    pub fn namespaces_unavailable() -> Option<String> {
+        lab::unavailable_reason()
+    }
+
+    /// Starts the chain (with `sellers` registered sellers and one buyer) and the web server.
+    /// `namespaces`: use the lab (root) or loopback.
+    pub fn start(
+        exe: &Path,
+        dir: &Path,
+        namespaces: bool,
+        sellers: usize,
+        challenge_period: u64,
+        progress: &mut dyn FnMut(&str),
+    ) -> Result<Self, LabNetError> {
+        fs::create_dir_all(dir).map_err(err)?;
+        let (lab, rt_seller, rt_inet) = if namespaces {
+            progress("creating the namespace lab (buyer, seller, internet hosts)");
+            let lab = Lab::new().map_err(err)?;
+            let rs = Rt::Ns(lab.seller.runtime(2).map_err(err)?);
+            let ri = Rt::Ns(lab.internet.runtime(1).map_err(err)?);
+            (Some(lab), rs, ri)
+        } else {
+            let mk = || {
+                tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .enable_all()
+                    .build()
+                    .map_err(err)
+            };
+            (None, Rt::Plain(mk()?), Rt::Plain(mk()?))
+        };
+        progress("starting the devnet chain (anvil + WayfareMarket + accounts)");
+        let mut opts = DevnetOptions::new(dir.join("devnet"));
+        opts.sellers = sellers;
+        opts.buyers = 1;
+        opts.challenge_period = challenge_period;
+        if namespaces {
+            opts.host = Some("0.0.0.0".into());
+        }
+        let devnet = rt_seller
+            .block_on(async move {
+                let mut quiet = |_: &str| {};
+                Devnet::start(opts, &mut quiet).await
+            })
+            .map_err(err)?;
+        let info = devnet.info.clone();
+        // The "internet": a web server answering GET /bytes/N with N bytes.
+        let http_ip = if namespaces {
+            lab::INTERNET_IP
+        } else {
+            Ipv4Addr::LOCALHOST
+        };
+        let (tx, rx) = std_mpsc::channel();
+        rt_inet.spawn(async move {
+            match tokio::net::TcpListener::bind((http_ip, 0)).await {
+                Ok(l) => {
+                    let _ = tx.send(l.local_addr().ok());
+                    serve_http(l).await;
+                }
+                Err(_) => {
+                    let _ = tx.send(None);
+                }
+            }
+        });
+        let http = rx
+            .recv_timeout(Duration::from_secs(10))
+            .ok()
+            .flatten()
+            .ok_or_else(|| err("the internet host's web server did not start"))?;
+        Ok(Self {
+            exe: exe.to_path_buf(),
+            dir: dir.to_path_buf(),
+            devnet: Some(devnet),
+            info,
+            rt_seller: Some(rt_seller),
+            rt_inet: Some(rt_inet),
+            lab,
+            http,
+            poll_ms: 200,
+        })
+    }
+
+    /// Whether the network runs in namespaces.
+    pub fn namespaces(&self) -> bool {
+        self.lab.is_some()
+    }
+
+    /// The web server on the internet host.
+    pub fn http(&self) -> SocketAddr {
+        self.http
+    }
+
+    /// The seller host's address as buyers see it.
+    pub fn seller_ip(&self) -> Ipv4Addr {
+        if self.namespaces() {
+            lab::SELLER_IP
+        } else {
+            Ipv4Addr::LOCALHOST
+        }
+    }
+
+    /// The chain's RPC URL from any host.
+    pub fn rpc_url(&self) -> String {
+        let port = self
+            .info
+            .rpc_url
+            .rsplit(':')
+            .next()
+            .unwrap_or("8545")
+            .trim_end_matches('/')
+            .to_string();
+        format!("http://{}:{port}", self.seller_ip())
+    }
+
+    fn command(&self, host: Host, program: &Path) -> Command {
+        match &self.lab {
+            Some(l) => {
+                let ns = match host {
+                    Host::Buyer => &l.buyer,
+                    Host::Seller => &l.seller,
+                    Host::Internet => &l.internet,
+                };
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns.name()]).arg(program);
+                c
+            }
+            None => Command::new(program),
+        }
+    }
+
+    fn common_config(&self, data_dir: &Path, api: SocketAddr, p2p_port: u16) -> String {
+        format!(
+            "data_dir = {data:?}\n\n[api]\nlisten = \"{api}\"\n\n[chain]\nrpc_url = \"{rpc}\"\nmarket = \"{market}\"\nchain_id = {chain}\npassword_file = {pw:?}\nstart_block = {start}\npoll_ms = {poll}\n\n[p2p]\nlisten = [\"/ip4/0.0.0.0/tcp/{p2p_port}\"]\n",
+            data = data_dir.display().to_string(),
+            rpc = self.rpc_url(),
+            market = self.info.market,
+            chain = self.info.chain_id,
+            pw = self.info.password_file.display().to_string(),
+            start = self.info.deploy_block,
+            poll = self.poll_ms,
+        )
+    }
+
+    /// Writes a seller's config and starts its daemon; waits until it is ready.
+    pub fn start_seller(&self, spec: &SellerSpec) -> Result<Daemon, LabNetError> {
+        let s = self
+            .info
+            .sellers
+            .get(spec.index.wrapping_sub(1))
+            .ok_or_else(|| err(format!("the devnet has no seller {}", spec.index)))?;
+        let name = format!("seller-{}", spec.index);
+        let data_dir = self.dir.join(&name);
+        let api = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let p2p_port = free_port();
+        let ss_port = free_port();
+        let wg_port = 51820 + spec.index as u16;
+        let services: Vec<String> = spec
+            .services
+            .iter()
+            .map(|s| format!("\"{}\"", s.as_str()))
+            .collect();
+        let allow = if self.namespaces() {
+            "198.18.0.0/15"
+        } else {
+            "127.0.0.0/8"
+        };
+        let mut text = self.common_config(&data_dir, api, p2p_port);
+        text.push_str(&format!(
+            "\n[seller]\naccount_keystore = {acct:?}\nsigner_keystore = {signer:?}\nregion = \"{region}\"\nservices = [{services}]\npublic_host = \"{host}\"\nshadowsocks_listen = \"0.0.0.0:{ss_port}\"\nwireguard_port = {wg_port}\nwireguard_tun = \"wfx{idx}\"\nwireguard_pool = \"198.19.{idx}.0/24\"\nexit_allow = [\"{allow}\"]\nprice_per_mib = \"{x}\"\nprice_per_second = \"{y}\"\nseller_burn = \"{z}\"\nbuyer_burn = \"{w}\"\nmin_deposit = \"{md}\"\npayment_interval = {iv}\ngrace_secs = {grace}\n",
+            acct = s.account.keystore.display().to_string(),
+            signer = s.signer.keystore.display().to_string(),
+            region = spec.region,
+            services = services.join(", "),
+            host = self.seller_ip(),
+            idx = spec.index,
+            x = spec.price_per_mib,
+            y = spec.price_per_second,
+            z = spec.seller_burn,
+            w = spec.buyer_burn,
+            md = spec.min_deposit,
+            iv = spec.interval,
+            grace = spec.grace,
+        ));
+        self.spawn_daemon(&name, Host::Seller, &text, data_dir, api, p2p_port, ss_port)
+    }
+
+    /// Writes the buyer's config (bootstrapping from `sellers`) and starts its daemon.
+    pub fn start_buyer(&self, sellers: &[&Daemon], deposit: U256) -> Result<Daemon, LabNetError> {
+        let b = self
+            .info
+            .buyers
+            .first()
+            .ok_or_else(|| err("the devnet has no buyer"))?;
+        let name = "buyer".to_string();
+        let data_dir = self.dir.join(&name);
+        let api = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let p2p_port = free_port();
+        let socks = free_port();
+        let mut text = self.common_config(&data_dir, api, p2p_port);
+        let boot: Vec<String> = sellers
+            .iter()
+            .map(|d| {
+                format!(
+                    "\"/ip4/{}/tcp/{}/p2p/{}\"",
+                    self.seller_ip(),
+                    d.p2p_port,
+                    d.peer_id
+                )
+            })
+            .collect();
+        text = text.replace(
+            "[p2p]\n",
+            &format!("[p2p]\nbootstrap = [{}]\n", boot.join(", ")),
+        );
+        text.push_str(&format!(
+            "\n[buyer]\nkeystore = {ks:?}\nsocks_listen = \"127.0.0.1:{socks}\"\ndeposit = \"{deposit}\"\npayment_interval = 2\nclose_timeout_secs = 5\nreveal_timeout_secs = 20\nwireguard_tun = \"wfv0\"\nwireguard_split = [\"198.18.2.0/24\"]\n",
+            ks = b.keystore.display().to_string(),
+        ));
+        self.spawn_daemon(&name, Host::Buyer, &text, data_dir, api, p2p_port, socks)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn spawn_daemon(
+        &self,
+        name: &str,
+        host: Host,
+        config_text: &str,
+        data_dir: PathBuf,
+        api: SocketAddr,
+        p2p_port: u16,
+        service_port: u16,
+    ) -> Result<Daemon, LabNetError> {
+        fs::create_dir_all(&data_dir).map_err(err)?;
+        let config = self.dir.join(format!("{name}.toml"));
+        fs::write(&config, config_text).map_err(err)?;
+        let mut d = Daemon {
+            name: name.into(),
+            host,
+            child: None,
+            peer_id: String::new(),
+            api,
+            data_dir,
+            config,
+            p2p_port,
+            service_port,
+            log: self.dir.join(format!("{name}.log")),
+        };
+        self.restart(&mut d)?;
+        Ok(d)
+    }
+
+    /// (Re)starts a daemon's process from its config; waits until it is ready.
+    pub fn restart(&self, d: &mut Daemon) -> Result<(), LabNetError> {
+        d.kill();
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&d.log)
+            .map_err(err)?;
+        let mut cmd = self.command(d.host, &self.exe);
+        cmd.arg("--log")
+            .arg("info,wayfare_node=debug")
+            .arg("daemon")
+            .arg("--config")
+            .arg(&d.config)
+            .stdout(Stdio::piped())
+            .stderr(log.try_clone().map_err(err)?)
+            .stdin(Stdio::null());
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| err(format!("start {}: {e}", d.name)))?;
+        let stdout = child.stdout.take().ok_or_else(|| err("no stdout"))?;
+        let (tx, rx) = std_mpsc::channel();
+        let mut log_out = log;
+        std::thread::spawn(move || {
+            let mut sent = false;
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = writeln!(log_out, "{line}");
+                if !sent && line.starts_with("wayfare daemon ready") {
+                    let _ = tx.send(line);
+                    sent = true;
+                }
+            }
+        });
+        d.child = Some(child);
+        let line = match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(l) => l,
+            Err(_) => {
+                let tail = fs::read_to_string(&d.log).unwrap_or_default();
+                let tail: Vec<&str> = tail.lines().rev().take(15).collect();
+                d.kill();
+                return Err(err(format!(
+                    "{} did not become ready; its log ends:\n{}",
+                    d.name,
+                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                )));
+            }
+        };
+        // "wayfare daemon ready: seller (PEER), api http://…, token …"
+        d.peer_id = line
+            .split('(')
+            .nth(1)
+            .and_then(|r| r.split(')').next())
+            .unwrap_or_default()
+            .to_string();
+        Ok(())
+    }
+
+    /// Runs `wayfare ARGS` against daemon `d`'s API on its host; returns stdout, or the error
+    /// with stderr.
+    pub fn cli(&self, d: &Daemon, args: &[&str]) -> Result<String, LabNetError> {
+        let mut cmd = self.command(d.host, &self.exe);
+        cmd.args(args)
+            .arg("--api")
+            .arg(d.api.to_string())
+            .arg("--data-dir")
+            .arg(&d.data_dir)
+            .stdin(Stdio::null());
+        let out = cmd.output().map_err(err)?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            Err(err(format!(
+                "`wayfare {}` failed: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            )))
+        }
+    }
+
+    /// Like [`Self::cli`], parsing `--json` output.
+    pub fn cli_json(&self, d: &Daemon, args: &[&str]) -> Result<serde_json::Value, LabNetError> {
+        let mut a: Vec<&str> = args.to_vec();
+        a.push("--json");
+        let out = self.cli(d, &a)?;
+        serde_json::from_str(&out)
+            .map_err(|e| err(format!("`wayfare {}`: {e}: {out}", args.join(" "))))
+    }
+
+    /// Downloads `bytes` from the internet host on the buyer's host: through SOCKS5 at
+    /// `socks` when given, else directly (through the VPN). Returns the bytes received.
+    pub fn download(&self, socks: Option<u16>, bytes: u64) -> Result<u64, LabNetError> {
+        let url = format!("http://{}/bytes/{bytes}", self.http);
+        let mut cmd = self.command(Host::Buyer, Path::new("curl"));
+        cmd.args([
+            "-sS",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{size_download}",
+            "--max-time",
+            "60",
+        ]);
+        if let Some(p) = socks {
+            cmd.arg("--socks5-hostname").arg(format!("127.0.0.1:{p}"));
+        }
+        let out = cmd.arg(&url).output().map_err(err)?;
+        if !out.status.success() {
+            return Err(err(format!(
+                "curl {url} failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .map_err(err)
+    }
+
+    /// Runs `f` with a views-only market client on the seller host.
+    pub fn chain<F, Fut, T>(&self, f: F) -> Result<T, LabNetError>
+    where
+        F: FnOnce(MarketClient) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<T, wayfare_chain::ChainError>> + Send + 'static,
+        T: Send + 'static,
+    {
+        let rpc = self.rpc_url();
+        let market = self.info.market;
+        let rt = self.rt_seller.as_ref().ok_or_else(|| err("no runtime"))?;
+        rt.block_on(async move {
+            let c = MarketClient::connect(ConnectOptions {
+                rpc_url: rpc,
+                market,
+                expected_chain_id: None,
+                signer: None,
+            })
+            .await?;
+            f(c).await
+        })
+        .map_err(err)
+    }
+
+    /// Moves the chain's clock forward (anvil `evm_increaseTime` and a block).
+    pub fn time_travel(&self, seconds: u64) -> Result<(), LabNetError> {
+        self.chain(move |c| async move {
+            wayfare_chain::devnet::increase_time(c.provider(), seconds).await
+        })
+    }
+
+    /// Polls `f` every 200 ms until it returns `Some`, or fails after `timeout` with `what`.
+    pub fn wait_for<T>(
+        &self,
+        what: &str,
+        timeout: Duration,
+        mut f: impl FnMut() -> Option<T>,
+    ) -> Result<T, LabNetError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(v) = f() {
+                return Ok(v);
+            }
+            if Instant::now() > deadline {
+                return Err(err(format!(
+                    "timed out after {timeout:?} waiting for {what}"
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+impl Drop for LabNet {
+    fn drop(&mut self) {
+        // Anvil first (it lives in the seller host), then the runtimes, then the namespaces.
+        self.devnet.take();
+        self.rt_inet.take();
+        self.rt_seller.take();
+        self.lab.take();
+    }
+}
+
+async fn serve_http(listener: tokio::net::TcpListener) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    loop {
+        let Ok((mut sock, _)) = listener.accept().await else {
+            return;
+        };
+        tokio::spawn(async move {
+            let mut buf = Vec::with_capacity(1024);
+            let mut chunk = [0u8; 1024];
+            while !buf.windows(4).any(|w| w == b"\r\n\r\n") && buf.len() < 8192 {
+                match sock.read(&mut chunk).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                }
+            }
+            let text = String::from_utf8_lossy(&buf);
+            let path = text.split_whitespace().nth(1).unwrap_or("/");
+            let n: u64 = path
+                .strip_prefix("/bytes/")
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0);
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {n}\r\nContent-Type: application/octet-stream\r\nConnection: close\r\n\r\n"
+            );
+            if sock.write_all(head.as_bytes()).await.is_err() {
+                return;
+            }
+            let block = vec![0x5au8; 64 * 1024];
+            let mut left = n;
+            while left > 0 {
+                let k = left.min(block.len() as u64) as usize;
+                if sock.write_all(&block[..k]).await.is_err() {
+                    return;
+                }
+                left -= k as u64;
+            }
+            let _ = sock.shutdown().await;
+        });
+    }
+}
