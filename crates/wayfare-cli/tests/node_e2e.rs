@@ -192,6 +192,7 @@ fn whole_flow(namespaces: bool, service: &str) {
         vec![ServiceName::Shadowsocks]
     };
     let w = World::new(namespaces, spec(services));
+    bad_input(&w, service);
     let session = w.connect(service);
     assert_eq!(session["live"], true, "{session}");
     let socks = (service == "shadowsocks").then_some(w.buyer.service_port);
@@ -236,9 +237,60 @@ fn whole_flow(namespaces: bool, service: &str) {
         w.logs()
     );
     // The buyer's side agrees: its channel is closed and its last voucher is what was settled.
-    let bc = w.buyer_channel().unwrap();
-    assert_eq!(bc["state"], "closed");
+    let bc = w
+        .net
+        .wait_for(
+            "the buyer to see the close",
+            Duration::from_secs(20),
+            || w.buyer_channel().filter(|c| c["state"] == "closed"),
+        )
+        .unwrap();
     assert_eq!(u256(&bc["voucher_wei"]), to_seller);
+}
+
+/// Bad input to a running daemon: one clear line each, nothing opened.
+fn bad_input(w: &World, service: &str) {
+    let e = w
+        .net
+        .cli(
+            &w.buyer,
+            &["connect", "--service", service, "--deposit", "1"],
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("below the seller's minimum"), "{e}");
+    let e = w
+        .net
+        .cli(
+            &w.buyer,
+            &[
+                "connect",
+                "--seller",
+                "0x000000000000000000000000000000000000dEaD",
+            ],
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("has no live offer"), "{e}");
+    let e = w
+        .net
+        .cli(&w.buyer, &["connect", "--seller", "nobody"])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("is not an address"), "{e}");
+    // A wrong token is refused before anything runs.
+    let bad = w.dir().join("bad-token");
+    std::fs::write(&bad, "0000").unwrap();
+    let e = w
+        .net
+        .cli(&w.buyer, &["status", "--token-file", bad.to_str().unwrap()])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("wrong API token"), "{e}");
+    assert!(
+        w.buyer_channel().is_none(),
+        "bad input must not open a channel"
+    );
 }
 
 #[test]
