@@ -77,7 +77,7 @@ fn bad_configs_are_named() {
             format!("{base}[buyer]\nkeystore = \"b.json\"\ncolour = 1\n"),
             "colour",
         ),
-        (format!("{base}"), "neither [seller] nor [buyer]"),
+        (base.to_string(), "neither [seller] nor [buyer]"),
         (
             format!("[api]\nlisten = \"0.0.0.0:7767\"\n{base}[buyer]\nkeystore = \"b.json\"\n"),
             "loopback",

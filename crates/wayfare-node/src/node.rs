@@ -84,6 +84,7 @@ pub enum Command {
 }
 
 /// Completions the node's own tasks report back.
+#[allow(clippy::large_enum_variant)] // short-lived channel messages; boxing buys nothing
 #[derive(Debug)]
 pub enum Internal {
     /// A market event (with the voucher signer for `ChannelOpened`).
