@@ -17,7 +17,7 @@ WAYFARE := $(CARGO_TARGET_DIR)/debug/wayfare
 
 
 .PHONY: help setup apt npm build devnet test test-contracts test-rust lint fmt demo artifacts snapshot bench-proto \
-	bench-shadowsocks bench-wireguard
+	bench-shadowsocks bench-wireguard bench-connect
 
 help:
 	@echo "make test        set up everything, then run every test"
@@ -28,6 +28,7 @@ help:
 	@echo "make bench-proto run the wayfare-proto micro-benchmarks"
 	@echo "make bench-shadowsocks  Wayfare shadowsocks vs shadowsocks-libev (iperf3, namespace lab, root)"
 	@echo "make bench-wireguard    Wayfare WireGuard vs wireguard-go (iperf3, namespace lab, root)"
+	@echo "make bench-connect      time from \`wayfare connect\` to the first byte through the tunnel (devnet)"
 
 setup: apt npm
 
@@ -83,6 +84,9 @@ bench-shadowsocks: setup
 
 bench-wireguard: setup
 	bench/wireguard/run.sh
+
+bench-connect: setup npm
+	$(CARGO) bench -p wayfare-cli --bench connect
 
 demo: setup npm
 	$(CARGO) build -p wayfare-cli
