@@ -85,8 +85,10 @@ bench-shadowsocks: setup
 bench-wireguard: setup
 	bench/wireguard/run.sh
 
+# BENCH_PROFILE=release for release figures (a cold release build takes a long while here).
+BENCH_PROFILE ?= dev
 bench-connect: setup npm
-	$(CARGO) bench -p wayfare-cli --bench connect
+	$(CARGO) bench -p wayfare-cli --bench connect --profile $(BENCH_PROFILE)
 
 demo: setup npm
 	$(CARGO) build -p wayfare-cli

@@ -454,3 +454,78 @@ fn d_seller_back_before_the_deadline_is_paid() {
     assert!(best > U256::ZERO, "the returning seller was not paid");
     let _ = w.dir();
 }
+
+/// Runs `nft` on the buyer's host.
+fn buyer_nft(w: &World, script: &str) {
+    let mut c = w
+        .net
+        .command(wayfare_node::labnet::Host::Buyer, Path::new("nft"));
+    let st = c.arg(script).status().unwrap();
+    assert!(st.success(), "nft {script}");
+}
+
+/// The chain goes down mid-session (for the buyer): the session goes on, the close waits as a
+/// pending action and goes through once the chain is back; nothing is lost.
+#[test]
+fn f_chain_down_mid_session() {
+    if !lab_available("f_chain_down_mid_session") {
+        return;
+    }
+    let w = World::new(true, spec(vec![ServiceName::Shadowsocks]));
+    let session = w.connect("shadowsocks");
+    let id = channel_id(&session);
+    let rpc_port = w.net.rpc_url().rsplit(':').next().unwrap().to_string();
+    buyer_nft(
+        &w,
+        &format!(
+            "add table inet wftest; add chain inet wftest out {{ type filter hook output priority 0; }}; add rule inet wftest out ip daddr {} tcp dport {rpc_port} reject with tcp reset",
+            w.net.seller_ip()
+        ),
+    );
+    // Traffic and payments go on without the chain.
+    w.net.download(Some(w.buyer.service_port), 8 * MIB).unwrap();
+    std::thread::sleep(Duration::from_millis(3000));
+    let st = w.net.cli_json(&w.buyer, &["status"]).unwrap();
+    assert_eq!(
+        st["chain_ok"], false,
+        "the buyer should notice the chain is down: {st}"
+    );
+    let live = st["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["role"] == "buyer" && s["live"] == true)
+        .cloned()
+        .unwrap_or_else(|| panic!("the session stopped with the chain down: {st}"));
+    let paid = u256(&live["paid_wei"]);
+    assert!(
+        paid > U256::ZERO,
+        "no voucher while the chain was down: {live}"
+    );
+    w.net.cli(&w.buyer, &["disconnect"]).unwrap();
+    let pending = w
+        .net
+        .wait_for(
+            "the close to wait as a pending action",
+            Duration::from_secs(20),
+            || {
+                w.buyer_channel().filter(|c| {
+                    c["pending_actions"]
+                        .as_array()
+                        .is_some_and(|a| a.iter().any(|k| k == "cooperative_close"))
+                })
+            },
+        )
+        .unwrap_or_else(|e| panic!("{e}\n{}", w.logs()));
+    assert_eq!(pending["state"], "open");
+    assert!(
+        w.closed_on_chain(id).is_none(),
+        "closed while the chain was unreachable?"
+    );
+    buyer_nft(&w, "delete table inet wftest");
+    let (to_seller, _) = w.wait_closed(id, Duration::from_secs(30));
+    assert!(
+        to_seller >= paid,
+        "settled {to_seller} < the voucher {paid} paid while the chain was down"
+    );
+}

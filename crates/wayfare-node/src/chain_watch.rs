@@ -16,7 +16,10 @@ pub async fn watch(client: MarketClient, from: u64, poll: Duration, tx: mpsc::Se
     let mut next = from;
     let mut down = false;
     loop {
-        let head = match client.head().await {
+        let head = match tokio::time::timeout(CALL_TIMEOUT, client.head())
+            .await
+            .unwrap_or_else(|_| Err(timed_out(&client)))
+        {
             Ok((h, _)) => h,
             Err(e) => {
                 if !down {
@@ -35,7 +38,10 @@ pub async fn watch(client: MarketClient, from: u64, poll: Duration, tx: mpsc::Se
             down = false;
         }
         if head >= next {
-            match client.events_between(next, head).await {
+            match tokio::time::timeout(CALL_TIMEOUT, client.events_between(next, head))
+                .await
+                .unwrap_or_else(|_| Err(timed_out(&client)))
+            {
                 Ok(logs) => {
                     for log in logs {
                         let signer = voucher_signer(&client, &log).await;
@@ -59,12 +65,22 @@ pub async fn watch(client: MarketClient, from: u64, poll: Duration, tx: mpsc::Se
     }
 }
 
+/// How long one read may take before the chain counts as down.
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn timed_out(client: &MarketClient) -> wayfare_chain::ChainError {
+    wayfare_chain::ChainError::unreachable(client.rpc_url(), "no answer within 10 s")
+}
+
 async fn voucher_signer(client: &MarketClient, log: &MarketLog) -> Option<Address> {
     let WayfareMarketEvents::ChannelOpened(ev) = &log.event else {
         return None;
     };
     for attempt in 0..5u32 {
-        match client.channel(ev.id).await {
+        match tokio::time::timeout(CALL_TIMEOUT, client.channel(ev.id))
+            .await
+            .unwrap_or_else(|_| Err(timed_out(client)))
+        {
             Ok(c) => return Some(c.voucherSigner),
             Err(e) => {
                 tracing::warn!(channel = %ev.id, attempt, error = %e, "reading the channel's voucher signer");

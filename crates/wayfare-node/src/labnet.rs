@@ -325,7 +325,8 @@ impl LabNet {
         format!("http://{}:{port}", self.seller_ip())
     }
 
-    fn command(&self, host: Host, program: &Path) -> Command {
+    /// `program` as a command on `host` (inside its namespace in the lab).
+    pub fn command(&self, host: Host, program: &Path) -> Command {
         match &self.lab {
             Some(l) => {
                 let ns = match host {

@@ -38,6 +38,9 @@ use crate::{
     store::{ActionRow, Store},
 };
 
+/// How long one chain action may take before it is retried.
+const ACTION_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// The current time for the sessions (the only clock the node reads for them).
 pub fn now() -> Timestamp {
     let ms = SystemTime::now()
@@ -203,7 +206,24 @@ impl Shared {
         let internal = self.internal.clone();
         let metrics = self.metrics.clone();
         tokio::spawn(async move {
-            let (result, opened) = crate::actions::execute(&client, &row).await;
+            // A node that accepts the connection and never answers must not hold the action
+            // forever: give up after a while and retry (the contract makes a repeat harmless).
+            let (result, opened) =
+                match tokio::time::timeout(ACTION_TIMEOUT, crate::actions::execute(&client, &row))
+                    .await
+                {
+                    Ok(r) => r,
+                    Err(_) => (
+                        Err((
+                            format!(
+                                "the chain did not answer within {} s; retrying",
+                                ACTION_TIMEOUT.as_secs()
+                            ),
+                            true,
+                        )),
+                        None,
+                    ),
+                };
             metrics.tx(result.is_ok());
             let _ = internal
                 .send(Internal::ActionDone {
