@@ -180,8 +180,8 @@ fn run_blocking(args: DemoArgs) -> anyhow::Result<()> {
         std::thread::sleep(Duration::from_millis(500));
     }
 
-    step("wayfare disconnect");
-    print!("{}", net.cli(&buyer, &["disconnect"])?);
+    step("wayfare disconnect --close");
+    print!("{}", net.cli(&buyer, &["disconnect", "--close"])?);
     step("waiting for the channel to close on chain");
     let channels = net.wait_for(
         "the buyer's channel to close",

@@ -86,6 +86,10 @@ pub struct DisconnectArgs {
     /// The session (default: every live one).
     #[arg(long)]
     session: Option<String>,
+    /// Also close the channel (default: keep it open, so reconnecting to this seller needs no
+    /// transaction and no new burn; `wayfare close` closes it later).
+    #[arg(long)]
+    close: bool,
 }
 
 /// `wayfare close`.
@@ -284,6 +288,9 @@ pub async fn connect(a: ApiArgs, args: ConnectArgs) -> anyhow::Result<()> {
     if !a.json {
         println!("seller     {}", ans.seller);
         println!("session    {}", ans.session);
+        if let Some(c) = &ans.reused_channel {
+            println!("channel    {c} (open already: reused, no transaction)");
+        }
     }
     if args.no_wait {
         return if a.json { output::json(&ans) } else { Ok(()) };
@@ -313,7 +320,9 @@ pub async fn connect(a: ApiArgs, args: ConnectArgs) -> anyhow::Result<()> {
             if let Some(socks) = &s.socks {
                 println!("SOCKS5     {socks}  (curl --socks5-hostname {socks} …)");
             } else {
-                println!("VPN        all traffic goes through the tunnel");
+                println!(
+                    "VPN        up (routes per the daemon's [buyer] wireguard_split; all traffic by default)"
+                );
             }
             println!(
                 "paying every interval; `wayfare status` shows the meter, `wayfare disconnect` leaves"
@@ -408,15 +417,23 @@ pub async fn status(a: ApiArgs) -> anyhow::Result<()> {
 /// `wayfare disconnect`.
 pub async fn disconnect(a: ApiArgs, args: DisconnectArgs) -> anyhow::Result<()> {
     let c = Client::new(&a)?;
+    let close = args.close;
     let body = serde_json::to_value(DisconnectRequest {
         session: args.session,
+        close,
     })?;
     let left: Vec<String> = c.post("/v1/disconnect", body).await?;
     if a.json {
         return output::json(&left);
     }
     for id in left {
-        println!("leaving {id}: final voucher sent, closing the channel cooperatively");
+        if close {
+            println!("leaving {id}: final voucher sent, closing the channel cooperatively");
+        } else {
+            println!(
+                "paused {id}: final voucher sent; the channel stays open (`wayfare connect` reuses it, `wayfare close` closes it)"
+            );
+        }
     }
     Ok(())
 }

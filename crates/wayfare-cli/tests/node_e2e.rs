@@ -207,7 +207,9 @@ fn whole_flow(namespaces: bool, service: &str) {
     // Let at least one voucher cover the traffic, then leave.
     std::thread::sleep(Duration::from_millis(2500));
     let id = channel_id(&session);
-    w.net.cli(&w.buyer, &["disconnect"]).unwrap();
+    w.net
+        .cli(&w.buyer, &["disconnect", "--close"])
+        .unwrap_or_else(|e| panic!("{e}\n{}", w.logs()));
     let (to_seller, to_buyer) = w.wait_closed(id, Duration::from_secs(60));
     assert_eq!(
         to_seller + to_buyer,
@@ -406,7 +408,9 @@ fn d_seller_vanishes_then_deposit_comes_back() {
         .map(|c| u256(&c["voucher_wei"]))
         .unwrap_or_default();
     w.sellers[0].kill();
-    w.net.cli(&w.buyer, &["disconnect"]).unwrap();
+    w.net
+        .cli(&w.buyer, &["disconnect", "--close"])
+        .unwrap_or_else(|e| panic!("{e}\n{}", w.logs()));
     // The buyer waits for a consent that never comes, then starts the close.
     w.net
         .wait_for("the close to start", Duration::from_secs(60), || {
@@ -438,7 +442,9 @@ fn d_seller_back_before_the_deadline_is_paid() {
     std::thread::sleep(Duration::from_millis(2500));
     let mut seller = w.sellers.pop().unwrap();
     seller.kill();
-    w.net.cli(&w.buyer, &["disconnect"]).unwrap();
+    w.net
+        .cli(&w.buyer, &["disconnect", "--close"])
+        .unwrap_or_else(|e| panic!("{e}\n{}", w.logs()));
     w.net
         .wait_for("the close to start", Duration::from_secs(60), || {
             w.buyer_channel().filter(|c| c["state"] == "closing")
@@ -502,7 +508,9 @@ fn f_chain_down_mid_session() {
         paid > U256::ZERO,
         "no voucher while the chain was down: {live}"
     );
-    w.net.cli(&w.buyer, &["disconnect"]).unwrap();
+    w.net
+        .cli(&w.buyer, &["disconnect", "--close"])
+        .unwrap_or_else(|e| panic!("{e}\n{}", w.logs()));
     let pending = w
         .net
         .wait_for(
@@ -528,4 +536,119 @@ fn f_chain_down_mid_session() {
         to_seller >= paid,
         "settled {to_seller} < the voucher {paid} paid while the chain was down"
     );
+}
+
+/// (e) Reconnecting to the same seller reuses the open channel: no transaction, no new channel,
+/// no new burn; the payments of both runs add up in one settlement.
+#[test]
+fn e_reconnect_reuses_the_channel() {
+    if !lab_available("e_reconnect_reuses_the_channel") {
+        return;
+    }
+    let w = World::new(true, spec(vec![ServiceName::Shadowsocks]));
+    let first = w.connect("shadowsocks");
+    let id = channel_id(&first);
+    w.net.download(Some(w.buyer.service_port), 8 * MIB).unwrap();
+    std::thread::sleep(Duration::from_millis(2500));
+    w.net.cli(&w.buyer, &["disconnect"]).unwrap();
+    let paused = w
+        .net
+        .wait_for("the session to pause", Duration::from_secs(20), || {
+            let st = w.net.cli_json(&w.buyer, &["status"]).ok()?;
+            st["sessions"]
+                .as_array()?
+                .iter()
+                .find(|s| s["phase"] == "paused")
+                .cloned()
+        })
+        .unwrap_or_else(|e| panic!("{e}\n{}", w.logs()));
+    let paid_before = u256(&paused["paid_wei"]);
+    assert!(paid_before > U256::ZERO);
+    assert!(
+        w.closed_on_chain(id).is_none(),
+        "a pause must not close the channel"
+    );
+    let buyer = w.net.info.buyers[0].address;
+    let balance_before = w
+        .net
+        .chain(move |c| async move { c.balance(buyer).await })
+        .unwrap();
+
+    let t = Instant::now();
+    let again = w.connect("shadowsocks");
+    let took = t.elapsed();
+    eprintln!("reconnect on the open channel took {took:?}");
+    assert_eq!(channel_id(&again), id, "the same channel is reused");
+    assert_eq!(again["live"], true);
+    let balance_after = w
+        .net
+        .chain(move |c| async move { c.balance(buyer).await })
+        .unwrap();
+    assert_eq!(
+        balance_before, balance_after,
+        "the reconnect sent a transaction"
+    );
+    w.net.download(Some(w.buyer.service_port), 8 * MIB).unwrap();
+    std::thread::sleep(Duration::from_millis(2500));
+    w.net
+        .cli(&w.buyer, &["disconnect", "--close"])
+        .unwrap_or_else(|e| panic!("{e}\n{}", w.logs()));
+    let (to_seller, _) = w.wait_closed(id, Duration::from_secs(60));
+    assert!(
+        to_seller > paid_before,
+        "the second run was not paid: {to_seller} <= {paid_before}"
+    );
+    let s = w.seller_session(id);
+    let bytes = s["bytes"].as_u64().unwrap();
+    assert!(
+        bytes >= 16 * MIB,
+        "the seller metered {bytes} bytes over both runs"
+    );
+    let owed = u256(&s["owed_wei"]);
+    let slack = owed * U256::from(2) / U256::from(100) + U256::from(X);
+    let diff = if to_seller > owed {
+        to_seller - owed
+    } else {
+        owed - to_seller
+    };
+    assert!(
+        diff <= slack,
+        "settled {to_seller}, owed {owed}\n{}",
+        w.logs()
+    );
+    let opened = w
+        .net
+        .chain(move |c| async move {
+            let head = c.head().await?.0;
+            Ok(c.events_between(0, head)
+                .await?
+                .into_iter()
+                .filter(|l| matches!(&l.event, WayfareMarketEvents::ChannelOpened(e) if e.buyer == buyer))
+                .count())
+        })
+        .unwrap();
+    assert_eq!(opened, 1, "one channel for both runs");
+}
+
+/// The seller's settle policy: once the best voucher reaches the threshold it stops the
+/// session and settles by itself, the buyer still connected.
+#[test]
+fn g_seller_settles_at_its_threshold() {
+    if !lab_available("g_seller_settles_at_its_threshold") {
+        return;
+    }
+    let mut sp = spec(vec![ServiceName::Shadowsocks]);
+    let threshold = X * 4; // 4 MiB worth
+    sp.extra_config = format!("settle_threshold = \"{threshold}\"");
+    let w = World::new(true, sp);
+    let session = w.connect("shadowsocks");
+    let id = channel_id(&session);
+    w.net.download(Some(w.buyer.service_port), 8 * MIB).unwrap();
+    let (to_seller, _) = w.wait_closed(id, Duration::from_secs(20));
+    assert!(
+        to_seller >= U256::from(threshold),
+        "settled {to_seller} below the threshold {threshold}"
+    );
+    let s = w.seller_session(id);
+    assert_eq!(s["end_reason"], "SellerClosed", "{s}");
 }

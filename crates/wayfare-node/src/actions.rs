@@ -154,21 +154,33 @@ pub async fn read_opened(
     voucher_signer: Address,
 ) -> Option<ChannelOpened> {
     let logs = client.events_between(block, block).await.ok()?;
-    logs.into_iter().find_map(|l| match l.event {
-        WayfareMarketEvents::ChannelOpened(e) if e.id == id => Some(ChannelOpened {
-            channel_id: e.id,
-            seller: e.seller,
-            buyer: e.buyer,
-            service: e.service,
-            price_per_mib: e.pricePerMiB,
-            price_per_second: e.pricePerSecond,
-            seller_burn: e.sellerBurn,
-            buyer_burn: e.buyerBurn,
-            deposit: e.deposit,
-            payment_interval: e.paymentInterval,
-            voucher_signer,
-            tx_hash: tx,
-        }),
+    logs.into_iter().find_map(|l| match &l.event {
+        WayfareMarketEvents::ChannelOpened(e) if e.id == id => {
+            Some(opened_fields(e, voucher_signer, tx))
+        }
         _ => None,
     })
+}
+
+/// The session's `ChannelOpened` from the market event, the channel's voucher signer (read
+/// from the `channel(id)` view or known to the buyer) and the transaction.
+pub fn opened_fields(
+    e: &wayfare_chain::bindings::WayfareMarket::ChannelOpened,
+    voucher_signer: Address,
+    tx: B256,
+) -> ChannelOpened {
+    ChannelOpened {
+        channel_id: e.id,
+        seller: e.seller,
+        buyer: e.buyer,
+        service: e.service,
+        price_per_mib: e.pricePerMiB,
+        price_per_second: e.pricePerSecond,
+        seller_burn: e.sellerBurn,
+        buyer_burn: e.buyerBurn,
+        deposit: e.deposit,
+        payment_interval: e.paymentInterval,
+        voucher_signer,
+        tx_hash: tx,
+    }
 }

@@ -124,6 +124,8 @@ pub struct ConnectAnswer {
     pub session: String,
     /// The seller chosen.
     pub seller: String,
+    /// The channel reused (no transaction), when reconnecting to a seller with an open one.
+    pub reused_channel: Option<String>,
 }
 
 /// `POST /v1/disconnect`.
@@ -131,6 +133,9 @@ pub struct ConnectAnswer {
 pub struct DisconnectRequest {
     /// The session (default: every live buyer session).
     pub session: Option<String>,
+    /// Close the channel too (default: keep it open, so a reconnect needs no transaction).
+    #[serde(default)]
+    pub close: bool,
 }
 
 /// One channel.

@@ -142,8 +142,16 @@ fn phase_name(p: BuyerPhase) -> &'static str {
         BuyerPhase::AwaitingReveal => "awaiting-reveal",
         BuyerPhase::Serving => "connected",
         BuyerPhase::Closing => "closing",
+        BuyerPhase::Paused => "paused",
         BuyerPhase::Ended => "ended",
     }
+}
+
+/// The seller signer that signed `quote` (the buyer checks close consents against it).
+fn quote_signer(shared: &Shared, quote: &Quote) -> Address {
+    let domain = wayfare_proto::eip712::domain(shared.chain.chain_id(), shared.chain.address());
+    let digest = wayfare_proto::eip712::offer_digest(&quote.offer, &domain);
+    wayfare_proto::eip712::recover_signer(digest, &quote.signature).unwrap_or(quote.offer.seller)
 }
 
 fn b64(b: &[u8]) -> String {
@@ -221,7 +229,11 @@ impl BuyerRole {
         offers: &OfferBook,
         req: ConnectRequest,
     ) -> Result<ConnectAnswer, NodeError> {
-        if let Some((id, _)) = self.sessions.iter().find(|(_, e)| !e.session.is_ended()) {
+        if let Some((id, _)) = self
+            .sessions
+            .iter()
+            .find(|(_, e)| !e.session.is_ended() && !e.session.is_paused())
+        {
             return Err(NodeError::Invalid(format!(
                 "already connected or connecting (session {id}): run `wayfare disconnect` first"
             )));
@@ -276,7 +288,11 @@ impl BuyerRole {
                 }
                 (*a).clone()
             }
-            None => match matching.first() {
+            None => match matching
+                .iter()
+                .find(|a| self.paused_with(shared, a.seller, service).is_some())
+                .or(matching.first())
+            {
                 Some(a) => (*a).clone(),
                 None if all.is_empty() => {
                     return Err(NodeError::NoOffers(
@@ -294,6 +310,10 @@ impl BuyerRole {
                 }
             },
         };
+        // A channel left open with this seller (paused) is reused: no transaction, no burn.
+        if let Some(ans) = self.try_resume(shared, offer.seller, service)? {
+            return Ok(ans);
+        }
         if deposit < U256::from(offer.terms.min_deposit) {
             return Err(NodeError::Invalid(format!(
                 "deposit {deposit} wei is below the seller's minimum of {} wei: pass --deposit {} or more",
@@ -384,6 +404,7 @@ impl BuyerRole {
         Ok(ConnectAnswer {
             session: id,
             seller: offer.seller.to_string(),
+            reused_channel: None,
         })
     }
 
@@ -392,6 +413,9 @@ impl BuyerRole {
         let rows = shared.with_store(|s| s.live_sessions("buyer"))?;
         let now = now();
         for row in rows {
+            if row.phase == "paused" {
+                continue; // resumed on the next `connect` to this seller
+            }
             let Some(bytes) = &row.snapshot else {
                 // Never got a quote: nothing was promised; mark it over.
                 let mut r = row.clone();
@@ -421,7 +445,7 @@ impl BuyerRole {
             };
             let seller: Address = row.counterparty.parse().unwrap_or_default();
             let service = Service::from_code(row.service).unwrap_or(Service::Shadowsocks);
-            let seller_signer = snap.quote.offer.seller; // only used before the quote
+            let seller_signer = quote_signer(shared, &snap.quote);
             let params = BuyerParams {
                 chain_id: shared.chain.chain_id(),
                 market: shared.chain.address(),
@@ -678,6 +702,10 @@ impl BuyerRole {
                     None => {}
                 }
             }
+            BuyerEvent::Paused { channel_id } => {
+                tracing::info!(session = id, %channel_id, "paused: the channel stays open for a reconnect");
+                entry.phase = "paused".into();
+            }
             BuyerEvent::TopUp { channel_id, amount } => {
                 let _ = shared.add_action(
                     &client,
@@ -923,12 +951,12 @@ impl BuyerRole {
             if due {
                 self.drain(shared, &id, None);
             }
-            // Forget ended sessions once their last actions are recorded.
-            if self
-                .sessions
-                .get(&id)
-                .is_some_and(|e| e.session.is_ended() && e.tunnel.is_none())
-            {
+            // Forget ended and paused sessions (the store keeps them).
+            if self.sessions.get(&id).is_some_and(|e| {
+                (e.session.is_ended()
+                    || (e.session.is_paused() && e.session.poll_timeout().is_none()))
+                    && e.tunnel.is_none()
+            }) {
                 let age = self
                     .sessions
                     .get(&id)
@@ -968,7 +996,7 @@ impl BuyerRole {
             None => self
                 .sessions
                 .iter()
-                .filter(|(_, e)| !e.session.is_ended())
+                .filter(|(_, e)| !e.session.is_ended() && !e.session.is_paused())
                 .map(|(k, _)| k.clone())
                 .collect(),
         };
@@ -980,7 +1008,11 @@ impl BuyerRole {
         let now = now();
         for id in &ids {
             if let Some(e) = self.sessions.get_mut(id) {
-                e.session.leave(now);
+                if req.close || !e.session.is_serving() {
+                    e.session.leave(now);
+                } else {
+                    e.session.pause(now);
+                }
             }
             self.drain(shared, id, None);
         }
@@ -1001,6 +1033,17 @@ impl BuyerRole {
             self.drain(shared, &id, None);
             return Ok(Some(format!(
                 "leaving session {id}: closing channel {channel} cooperatively (or by a unilateral close if the seller does not answer)"
+            )));
+        }
+        if let Some(id) = self.paused_on_channel(shared, channel)? {
+            let now = now();
+            self.bring_back(shared, &id, false)?;
+            if let Some(e) = self.sessions.get_mut(&id) {
+                e.session.leave(now);
+            }
+            self.drain(shared, &id, None);
+            return Ok(Some(format!(
+                "closing paused channel {channel} cooperatively (or by a unilateral close if the seller does not answer)"
             )));
         }
         let Some(row) = shared.with_store(|s| s.channel(channel))? else {
@@ -1033,6 +1076,147 @@ impl BuyerRole {
                 "channel {channel} is already closed"
             ))),
         }
+    }
+
+    /// The stored paused session with `seller` for `service`, if any.
+    fn paused_with(&self, shared: &Shared, seller: Address, service: Service) -> Option<String> {
+        let rows = shared.with_store(|s| s.live_sessions("buyer")).ok()?;
+        rows.into_iter()
+            .rev()
+            .find(|r| {
+                r.phase == "paused"
+                    && r.service == service.code()
+                    && r.counterparty.parse::<Address>().ok() == Some(seller)
+            })
+            .map(|r| r.id)
+    }
+
+    fn paused_on_channel(
+        &self,
+        shared: &Shared,
+        channel: B256,
+    ) -> Result<Option<String>, NodeError> {
+        let rows = shared.with_store(|s| s.live_sessions("buyer"))?;
+        Ok(rows
+            .into_iter()
+            .find(|r| r.phase == "paused" && r.channel_id == Some(channel))
+            .map(|r| r.id))
+    }
+
+    /// Rebuilds a stored session in memory: restored as it was (`resume = false`) or resumed
+    /// with fresh reveal and WireGuard keys (`resume = true`).
+    fn bring_back(&mut self, shared: &mut Shared, id: &str, resume: bool) -> Result<(), NodeError> {
+        let row = shared
+            .with_store(|s| s.session(id))?
+            .ok_or_else(|| NodeError::NoSuchSession(id.to_string()))?;
+        let snap = BuyerSnapshot::from_bytes(row.snapshot.as_deref().unwrap_or_default()).map_err(
+            |e| NodeError::Invalid(format!("session {id}: stored state does not decode: {e}")),
+        )?;
+        let key = shared
+            .with_store(|s| s.key(&format!("voucher:{id}")))?
+            .ok_or_else(|| {
+                NodeError::Invalid(format!("session {id}: its voucher key is missing"))
+            })?;
+        let key: [u8; 32] = key
+            .try_into()
+            .map_err(|_| NodeError::Invalid(format!("session {id}: bad voucher key")))?;
+        let voucher_key = SecretKey::from_bytes(&key)
+            .map_err(|e| NodeError::Invalid(format!("voucher key: {e}")))?;
+        let peer: PeerId = row
+            .peer
+            .parse()
+            .map_err(|_| NodeError::Invalid(format!("session {id}: bad peer id")))?;
+        let seller: Address = row.counterparty.parse().unwrap_or_default();
+        let service = Service::from_code(row.service).unwrap_or(Service::Shadowsocks);
+        let wireguard_key = if resume && service == Service::WireGuard {
+            let k = WgPrivateKey::generate();
+            shared.with_store(|s| {
+                s.replace_key(&format!("wg:{id}"), k.to_base64().as_bytes(), unix_now())
+            })?;
+            base64::engine::general_purpose::STANDARD
+                .decode(k.public_key().to_base64())
+                .ok()
+                .and_then(|v| <[u8; 32]>::try_from(v).ok())
+        } else {
+            snap.request.wireguard_key
+        };
+        let params = BuyerParams {
+            chain_id: shared.chain.chain_id(),
+            market: shared.chain.address(),
+            buyer: self.account,
+            seller,
+            seller_signer: quote_signer(shared, &snap.quote),
+            service,
+            wanted: None,
+            voucher_key,
+            reveal_seed: rand::random(),
+            wireguard_key,
+        };
+        let deposit = snap
+            .channel
+            .map(|c| c.deposit)
+            .unwrap_or(self.cfg.deposit.0);
+        let config = self.session_config(deposit, self.limits(&ConnectRequest::default())?);
+        let quote = snap.quote.clone();
+        let session = if resume {
+            BuyerSession::resume(snap, params, config, now())
+                .map_err(|e| NodeError::Invalid(format!("can't resume session {id}: {e}")))?
+        } else {
+            BuyerSession::restore(snap, params, config, now())
+        };
+        if let Some(c) = row.channel_id {
+            self.by_channel.insert(c, id.to_string());
+        }
+        let out = shared.spawn_sender(peer, id.to_string());
+        self.sessions.insert(
+            id.to_string(),
+            Entry {
+                session,
+                peer,
+                seller,
+                service,
+                out,
+                tunnel: None,
+                meter_seen: 0,
+                created_at: row.created_at,
+                phase: if resume {
+                    "awaiting-reveal".into()
+                } else {
+                    row.phase.clone()
+                },
+                last_error: None,
+                broken: false,
+                socks: None,
+                quote: Some(quote),
+            },
+        );
+        Ok(())
+    }
+
+    /// Resumes a paused channel with `seller`, if there is one.
+    fn try_resume(
+        &mut self,
+        shared: &mut Shared,
+        seller: Address,
+        service: Service,
+    ) -> Result<Option<ConnectAnswer>, NodeError> {
+        let Some(id) = self.paused_with(shared, seller, service) else {
+            return Ok(None);
+        };
+        self.sessions.remove(&id);
+        self.bring_back(shared, &id, true)?;
+        tracing::info!(session = %id, %seller, "reconnecting on the open channel");
+        self.drain(shared, &id, None);
+        let channel = self
+            .sessions
+            .get(&id)
+            .and_then(|e| e.session.channel_id())
+            .map(|c| c.to_string());
+        Ok(Some(ConnectAnswer {
+            session: id,
+            seller: seller.to_string(),
+            reused_channel: channel,
+        }))
     }
 
     /// A live session's view.

@@ -99,6 +99,8 @@ pub struct SellerSpec {
     pub grace: u64,
     /// Region announced.
     pub region: String,
+    /// More `[seller]` lines (TOML), e.g. a settle policy.
+    pub extra_config: String,
 }
 
 impl SellerSpec {
@@ -115,6 +117,7 @@ impl SellerSpec {
             interval: 2,
             grace: 2,
             region: "lab".into(),
+            extra_config: String::new(),
         }
     }
 }
@@ -395,6 +398,8 @@ impl LabNet {
             iv = spec.interval,
             grace = spec.grace,
         ));
+        text.push_str(&spec.extra_config);
+        text.push('\n');
         self.spawn_daemon(&name, Host::Seller, &text, data_dir, api, p2p_port, ss_port)
     }
 

@@ -339,6 +339,7 @@ impl Node {
                 let reply = match &message {
                     Message::QuoteRequest(_)
                     | Message::Opened(_)
+                    | Message::Resume(_)
                     | Message::Voucher(_)
                     | Message::CloseRequest(_) => match &mut self.seller {
                         Some(s) => s.on_request(&mut self.shared, peer, message),
@@ -462,39 +463,29 @@ impl Node {
     }
 
     fn on_log(&mut self, log: &MarketLog, signer: Option<Address>) {
-        let ev = match &log.event {
-            WayfareMarketEvents::ChannelOpened(e) => match signer {
-                Some(voucher_signer) => ChainEvent::ChannelOpened(ChannelOpened {
+        let ev =
+            match &log.event {
+                WayfareMarketEvents::ChannelOpened(e) => match signer {
+                    Some(voucher_signer) => ChainEvent::ChannelOpened(
+                        crate::actions::opened_fields(e, voucher_signer, log.tx),
+                    ),
+                    None => return,
+                },
+                WayfareMarketEvents::ToppedUp(e) => ChainEvent::ToppedUp {
                     channel_id: e.id,
-                    seller: e.seller,
-                    buyer: e.buyer,
-                    service: e.service,
-                    price_per_mib: e.pricePerMiB,
-                    price_per_second: e.pricePerSecond,
-                    seller_burn: e.sellerBurn,
-                    buyer_burn: e.buyerBurn,
                     deposit: e.deposit,
-                    payment_interval: e.paymentInterval,
-                    voucher_signer,
-                    tx_hash: log.tx,
-                }),
-                None => return,
-            },
-            WayfareMarketEvents::ToppedUp(e) => ChainEvent::ToppedUp {
-                channel_id: e.id,
-                deposit: e.deposit,
-            },
-            WayfareMarketEvents::CloseStarted(e) => ChainEvent::CloseStarted {
-                channel_id: e.id,
-                closes_at: e.closesAt,
-            },
-            WayfareMarketEvents::ChannelClosed(e) => ChainEvent::ChannelClosed {
-                channel_id: e.id,
-                to_seller: e.toSeller,
-                to_buyer: e.toBuyer,
-            },
-            _ => return,
-        };
+                },
+                WayfareMarketEvents::CloseStarted(e) => ChainEvent::CloseStarted {
+                    channel_id: e.id,
+                    closes_at: e.closesAt,
+                },
+                WayfareMarketEvents::ChannelClosed(e) => ChainEvent::ChannelClosed {
+                    channel_id: e.id,
+                    to_seller: e.toSeller,
+                    to_buyer: e.toBuyer,
+                },
+                _ => return,
+            };
         if let Some(s) = &mut self.seller {
             s.on_chain_event(&mut self.shared, &ev);
         }

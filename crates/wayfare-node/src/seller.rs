@@ -277,6 +277,7 @@ impl SellerRole {
                 id
             }
             Message::Opened(o) => self.by_channel(o.channel_id)?,
+            Message::Resume(r) => self.by_channel(r.channel_id)?,
             Message::Voucher(v) => self.by_channel(v.channel_id)?,
             Message::CloseRequest(c) => self.by_channel(c.channel_id)?,
             other => return Err(format!("a seller does not take {}", other.name())),
@@ -527,7 +528,16 @@ impl SellerRole {
                     &base64::engine::general_purpose::STANDARD.encode(key),
                 )?;
                 let grant = tokio::task::block_in_place(|| {
-                    tokio::runtime::Handle::current().block_on(wg.add_session(id, pubkey))
+                    tokio::runtime::Handle::current().block_on(async {
+                        match wg.add_session(id, pubkey).await {
+                            // A resume racing the removal of the paused peer: finish it first.
+                            Err(wayfare_tunnel::TunnelError::DuplicateSession(_)) => {
+                                let _ = wg.remove_session(id).await;
+                                wg.add_session(id, pubkey).await
+                            }
+                            other => other,
+                        }
+                    })
                 })?;
                 let server_public_key: [u8; 32] = base64::engine::general_purpose::STANDARD
                     .decode(grant.seller_public_key.to_base64())
@@ -828,6 +838,8 @@ impl SellerRole {
             service: service_name(e.service.code()).into(),
             phase: if s.is_serving() {
                 "serving".into()
+            } else if s.is_paused() {
+                "paused".into()
             } else if s.is_ended() {
                 "ended".into()
             } else if s.channel_id().is_some() && e.serving {

@@ -342,6 +342,18 @@ impl Store {
             .map_err(|e| self.err(e))
     }
 
+    /// Stores a secret key under `name`, replacing an older one (keys that are rotated, such
+    /// as a session's WireGuard key on a reconnect).
+    pub fn replace_key(&self, name: &str, secret: &[u8], now: u64) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "INSERT OR REPLACE INTO keys(name, secret, created_at) VALUES (?1, ?2, ?3)",
+                params![name, secret, now as i64],
+            )
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
     /// A stored secret key.
     pub fn key(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
         self.conn

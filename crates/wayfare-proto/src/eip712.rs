@@ -4,7 +4,8 @@
 //! The domain is `EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)`
 //! with name `"Wayfare"`, version `"1"`, the chain id and the market's address. Digests are the full
 //! `keccak256("\x19\x01" ‖ domainSeparator ‖ structHash)`, the same values the contract's
-//! `hashOffer`, `hashVoucher` and `hashCloseConsent` return.
+//! `hashOffer`, `hashVoucher` and `hashCloseConsent` return. `Announcement` and `Resume` are
+//! off-chain only, hashed under the same domain.
 //!
 //! ```
 //! use alloy_primitives::{address, b256, U256};
@@ -74,6 +75,16 @@ alloy_sol_types::sol! {
         uint64 capacityBps;
         uint64 validUntil;
     }
+
+    /// The buyer's request to resume a paused channel with fresh keys (not known to the
+    /// contract; signed by the channel's voucher signer under the same domain so it can't be
+    /// replayed to another chain or deployment). `wireguardKey` is zero when there is none.
+    #[derive(Debug, PartialEq, Eq)]
+    struct Resume {
+        bytes32 channelId;
+        bytes32 buyerKey;
+        bytes32 wireguardKey;
+    }
 }
 
 /// Domain name the contract uses.
@@ -130,6 +141,22 @@ pub fn announcement_digest(a: &crate::messages::Announcement, domain: &Eip712Dom
         region: a.region.clone(),
         capacityBps: a.capacity_bps,
         validUntil: a.valid_until,
+    }
+    .eip712_signing_hash(domain)
+}
+
+/// Digest the channel's voucher signer signs to resume `channel_id` with a fresh X25519
+/// `buyer_key` and, for WireGuard, a new `wireguard_key` (zero bytes32 when `None`).
+pub fn resume_digest(
+    channel_id: B256,
+    buyer_key: [u8; 32],
+    wireguard_key: Option<[u8; 32]>,
+    domain: &Eip712Domain,
+) -> B256 {
+    Resume {
+        channelId: channel_id,
+        buyerKey: B256::from(buyer_key),
+        wireguardKey: wireguard_key.map_or(B256::ZERO, B256::from),
     }
     .eip712_signing_hash(domain)
 }
@@ -349,6 +376,43 @@ mod tests {
             voucher_digest(id, amount, &d),
             voucher_digest(id, amount, &domain(1, Address::ZERO))
         );
+    }
+
+    #[test]
+    fn resume_digest_matches_a_hand_computation() {
+        const RESUME_TYPE: &str = "Resume(bytes32 channelId,bytes32 buyerKey,bytes32 wireguardKey)";
+        assert_eq!(Resume::eip712_encode_type(), RESUME_TYPE);
+        let market = address!("5FbDB2315678afecb367f032d93F642f64180aa3");
+        let d = domain(31337, market);
+        let id = B256::repeat_byte(0xab);
+        let manual = |wg: [u8; 32]| {
+            let mut enc = Vec::new();
+            enc.extend_from_slice(keccak256(RESUME_TYPE).as_slice());
+            enc.extend_from_slice(id.as_slice());
+            enc.extend_from_slice(&[0x11; 32]);
+            enc.extend_from_slice(&wg);
+            manual_digest(manual_separator(31337, market), keccak256(enc))
+        };
+        assert_eq!(
+            resume_digest(id, [0x11; 32], Some([0x22; 32]), &d),
+            manual([0x22; 32])
+        );
+        // No WireGuard key hashes as zero bytes32.
+        assert_eq!(resume_digest(id, [0x11; 32], None, &d), manual([0; 32]));
+        // Each field, the chain and the market are bound.
+        let base = resume_digest(id, [0x11; 32], None, &d);
+        assert_ne!(base, resume_digest(B256::ZERO, [0x11; 32], None, &d));
+        assert_ne!(base, resume_digest(id, [0x12; 32], None, &d));
+        assert_ne!(
+            base,
+            resume_digest(id, [0x11; 32], None, &domain(1, market))
+        );
+        assert_ne!(
+            base,
+            resume_digest(id, [0x11; 32], None, &domain(31337, Address::ZERO))
+        );
+        // Not interchangeable with a voucher for the same channel.
+        assert_ne!(base, voucher_digest(id, U256::ZERO, &d));
     }
 
     #[test]

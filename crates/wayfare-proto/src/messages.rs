@@ -174,6 +174,10 @@ pub enum CloseReason {
     PaymentProblem = 4,
     /// The seller is shutting down.
     SellerShutdown = 5,
+    /// The buyer pauses: stop serving but keep the channel open for a later [`Resume`]. The
+    /// seller answers with a [`Usage`] (no close consent) and settles on its own only after its
+    /// `pause_timeout`.
+    Pause = 6,
 }
 
 impl CloseReason {
@@ -185,6 +189,7 @@ impl CloseReason {
             3 => Self::MeterMismatch,
             4 => Self::PaymentProblem,
             5 => Self::SellerShutdown,
+            6 => Self::Pause,
             _ => return None,
         })
     }
@@ -211,6 +216,22 @@ pub struct SignedCloseConsent {
     pub signature: SignatureBytes,
 }
 
+/// Buyer → seller: resume a paused channel with fresh keys (no chain transaction). Signed by the
+/// channel's voucher signer over [`resume_digest`](crate::eip712::resume_digest), so only the
+/// channel's buyer can redirect its reveal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Resume {
+    /// The paused channel.
+    pub channel_id: B256,
+    /// The buyer's fresh X25519 public key, to seal the new reveal to.
+    pub buyer_key: [u8; 32],
+    /// The buyer's WireGuard public key for the new run: present if and only if the channel's
+    /// service is WireGuard (the seller checks; the codec can't know the service).
+    pub wireguard_key: Option<[u8; 32]>,
+    /// The voucher signer's signature.
+    pub signature: SignatureBytes,
+}
+
 /// Any protocol message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Message {
@@ -234,6 +255,8 @@ pub enum Message {
     CloseRequest(CloseRequest),
     /// See [`SignedCloseConsent`].
     CloseConsent(SignedCloseConsent),
+    /// See [`Resume`].
+    Resume(Resume),
 }
 
 impl Message {
@@ -250,6 +273,7 @@ impl Message {
             Self::Usage(_) => "Usage",
             Self::CloseRequest(_) => "CloseRequest",
             Self::CloseConsent(_) => "CloseConsent",
+            Self::Resume(_) => "Resume",
         }
     }
 }

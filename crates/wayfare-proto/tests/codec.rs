@@ -9,7 +9,9 @@ use wayfare_proto::codec::{DecodeError, MAX_MESSAGE_SIZE, PROTOCOL_VERSION, Wire
 use wayfare_proto::eip712::Offer;
 use wayfare_proto::messages::*;
 use wayfare_proto::seal::{Credentials, RevealPayload, ShadowsocksMethod};
-use wayfare_proto::session::{BuyerSnapshot, SellerSnapshot};
+use wayfare_proto::session::{
+    BuyerPhase, BuyerSnapshot, SNAPSHOT_VERSION, SellerPhase, SellerSnapshot,
+};
 use wayfare_proto::{Service, ServiceSet, Terms};
 
 fn address() -> impl Strategy<Value = Address> {
@@ -163,7 +165,7 @@ fn message() -> impl Strategy<Value = Message> {
                 paid
             })
         ),
-        (b256(), 1u8..=5).prop_map(|(channel_id, r)| Message::CloseRequest(CloseRequest {
+        (b256(), 1u8..=6).prop_map(|(channel_id, r)| Message::CloseRequest(CloseRequest {
             channel_id,
             reason: CloseReason::from_code(r).expect("reason"),
         })),
@@ -174,7 +176,22 @@ fn message() -> impl Strategy<Value = Message> {
                 signature,
             })
         }),
+        resume().prop_map(Message::Resume),
     ]
+}
+fn resume() -> impl Strategy<Value = Resume> {
+    (
+        b256(),
+        any::<[u8; 32]>(),
+        proptest::option::of(any::<[u8; 32]>()),
+        signature(),
+    )
+        .prop_map(|(channel_id, buyer_key, wireguard_key, signature)| Resume {
+            channel_id,
+            buyer_key,
+            wireguard_key,
+            signature,
+        })
 }
 fn ip() -> impl Strategy<Value = IpAddr> {
     prop_oneof![
@@ -241,6 +258,16 @@ proptest! {
     #[test]
     fn every_truncation_is_an_error(m in message(), cut in any::<proptest::sample::Index>()) {
         let bytes = m.encode();
+        let at = cut.index(bytes.len());
+        prop_assert!(Message::decode(&bytes[..at]).is_err());
+    }
+
+    #[test]
+    fn resume_round_trips_and_every_truncation_is_an_error(r in resume(), cut in any::<proptest::sample::Index>()) {
+        let bytes = Message::Resume(r).encode();
+        prop_assert_eq!(bytes[1], 0x0b);
+        prop_assert_eq!(bytes.len(), 2 + 32 + 32 + 1 + if r.wireguard_key.is_some() { 32 } else { 0 } + 65);
+        prop_assert_eq!(Message::decode(&bytes), Ok(Message::Resume(r)));
         let at = cut.index(bytes.len());
         prop_assert!(Message::decode(&bytes[..at]).is_err());
     }
@@ -413,4 +440,157 @@ fn terms_with_a_zero_interval_are_rejected() {
             ..
         })
     ));
+}
+
+fn resume_bytes(wireguard_key: Option<[u8; 32]>) -> Vec<u8> {
+    let mut sig = [1u8; 65];
+    sig[64] = 28;
+    Message::Resume(Resume {
+        channel_id: B256::repeat_byte(3),
+        buyer_key: [4; 32],
+        wireguard_key,
+        signature: sig,
+    })
+    .encode()
+}
+
+#[test]
+fn resume_bad_field_values_are_typed_errors() {
+    // v outside {27, 28}.
+    for wg in [None, Some([5u8; 32])] {
+        let mut b = resume_bytes(wg);
+        let last = b.len() - 1;
+        b[last] = 0;
+        assert!(matches!(
+            Message::decode(&b),
+            Err(DecodeError::BadValue {
+                field: "resume.signature",
+                ..
+            })
+        ));
+    }
+    // The WireGuard key's option tag is 0 or 1, nothing else.
+    let mut b = resume_bytes(None);
+    let tag_at = 2 + 32 + 32;
+    assert_eq!(b[tag_at], 0);
+    b[tag_at] = 2;
+    assert!(matches!(
+        Message::decode(&b),
+        Err(DecodeError::BadValue {
+            field: "resume.wireguard_key",
+            ..
+        })
+    ));
+    // A present tag with the key missing is a truncation; a key after an absent tag is junk.
+    let mut b = resume_bytes(None);
+    b[tag_at] = 1;
+    assert!(Message::decode(&b).is_err());
+    let mut b = resume_bytes(Some([5; 32]));
+    b[tag_at] = 0;
+    assert!(Message::decode(&b).is_err());
+    // The pause close reason has its own code.
+    let c = Message::CloseRequest(CloseRequest {
+        channel_id: B256::ZERO,
+        reason: CloseReason::Pause,
+    })
+    .encode();
+    assert_eq!(c[c.len() - 1], 6);
+    assert_eq!(CloseReason::from_code(7), None);
+}
+
+const SELLER_V1: &str = include_str!("fixtures/seller_snapshot_v1_serving.hex");
+const BUYER_V1: &str = include_str!("fixtures/buyer_snapshot_v1_serving.hex");
+
+fn unhex(s: &str) -> Vec<u8> {
+    alloy_primitives::hex::decode(s.trim()).expect("hex")
+}
+
+/// The fixtures were written by the daemon's snapshot code before version 2 (a serving session
+/// two minutes in).
+#[test]
+fn version_1_snapshots_still_decode_and_re_encode_as_version_2() {
+    assert_eq!(SNAPSHOT_VERSION, 2);
+    let v1 = unhex(SELLER_V1);
+    assert_eq!(&v1[..5], b"WFSS\x01");
+    let s = SellerSnapshot::from_bytes(&v1).expect("v1 seller snapshot");
+    assert_eq!(s.phase, SellerPhase::Serving);
+    assert_eq!(s.prior_seconds, 0);
+    assert!(s.best.is_some() && s.channel.is_some() && s.service_start.is_some());
+    let v2 = s.to_bytes();
+    assert_eq!(v2[4], 2);
+    assert_eq!(v2.len(), v1.len() + 8, "v2 appends prior_seconds");
+    assert_eq!(&v2[5..v1.len()], &v1[5..]);
+    assert_eq!(SellerSnapshot::from_bytes(&v2), Ok(s));
+
+    let v1 = unhex(BUYER_V1);
+    assert_eq!(&v1[..5], b"WFBS\x01");
+    let b = BuyerSnapshot::from_bytes(&v1).expect("v1 buyer snapshot");
+    assert_eq!(b.phase, BuyerPhase::Serving);
+    assert_eq!(b.prior_seconds, 0);
+    assert!(b.last_voucher.is_some() && b.reveal.is_some());
+    let v2 = b.to_bytes();
+    assert_eq!(v2[4], 2);
+    assert_eq!(v2.len(), v1.len() + 8);
+    assert_eq!(BuyerSnapshot::from_bytes(&v2), Ok(b));
+}
+
+#[test]
+fn snapshot_versions_and_the_paused_phase_are_checked() {
+    let v1 = unhex(SELLER_V1);
+    // Version 1 plus prior_seconds is trailing junk for version 1.
+    let mut long = v1.clone();
+    long.extend_from_slice(&[0; 8]);
+    assert_eq!(
+        SellerSnapshot::from_bytes(&long),
+        Err(DecodeError::TrailingBytes { count: 8 })
+    );
+    // Version 2 without prior_seconds is truncated.
+    let mut short = v1.clone();
+    short[4] = 2;
+    assert!(SellerSnapshot::from_bytes(&short).is_err());
+    // Unknown versions.
+    for v in [0u8, 3] {
+        let mut b = v1.clone();
+        b[4] = v;
+        assert_eq!(
+            SellerSnapshot::from_bytes(&b),
+            Err(DecodeError::UnknownVersion {
+                found: v,
+                supported: 2
+            })
+        );
+    }
+    // Paused (6) did not exist in version 1.
+    let mut b = v1.clone();
+    b[5] = 6;
+    assert!(matches!(
+        SellerSnapshot::from_bytes(&b),
+        Err(DecodeError::BadValue {
+            field: "snapshot.phase",
+            ..
+        })
+    ));
+    // In version 2 it does, and a paused snapshot holds no running service.
+    let mut s = SellerSnapshot::from_bytes(&v1).unwrap();
+    s.phase = SellerPhase::Paused;
+    s.prior_seconds = 120;
+    assert!(matches!(
+        SellerSnapshot::from_bytes(&s.to_bytes()),
+        Err(DecodeError::BadValue {
+            field: "snapshot.service_start",
+            ..
+        })
+    ));
+    s.service_start = None;
+    assert_eq!(SellerSnapshot::from_bytes(&s.to_bytes()), Ok(s.clone()));
+    s.channel = None;
+    assert!(SellerSnapshot::from_bytes(&s.to_bytes()).is_err());
+
+    let mut b = BuyerSnapshot::from_bytes(&unhex(BUYER_V1)).unwrap();
+    b.phase = BuyerPhase::Paused;
+    b.service_start = None;
+    b.prior_seconds = 120;
+    assert_eq!(BuyerSnapshot::from_bytes(&b.to_bytes()), Ok(b.clone()));
+    b.channel = None;
+    assert!(BuyerSnapshot::from_bytes(&b.to_bytes()).is_err());
 }

@@ -23,6 +23,8 @@ enum Op {
     Leave,
     SellerShutdown,
     ReplayOldVoucher,
+    Pause,
+    Resume,
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -38,6 +40,23 @@ fn op() -> impl Strategy<Value = Op> {
         1 => Just(Op::Leave),
         1 => Just(Op::SellerShutdown),
     ]
+}
+
+/// The same operations plus pausing and resuming (with a fresh reveal key each time).
+fn op_with_pause() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        5 => op(),
+        2 => Just(Op::Pause),
+        2 => Just(Op::Resume),
+    ]
+}
+
+/// A session that has started, then random operations with pauses and resumes.
+fn ops_with_pause() -> impl Strategy<Value = Vec<Op>> {
+    proptest::collection::vec(op_with_pause(), 1..25).prop_map(|mut ops| {
+        ops.insert(0, Op::Run { secs: 10 });
+        ops
+    })
 }
 
 fn world() -> impl Strategy<Value = WorldConfig> {
@@ -99,10 +118,24 @@ proptest! {
 
     #[test]
     fn invariants_hold_over_random_event_sequences(cfg in world(), ops in proptest::collection::vec(op(), 1..25)) {
+        run_ops(cfg, ops)?;
+    }
+
+    #[test]
+    fn invariants_hold_with_pauses_and_resumes(cfg in world(), ops in ops_with_pause()) {
+        run_ops(cfg, ops)?;
+    }
+}
+
+fn run_ops(cfg: WorldConfig, ops: Vec<Op>) -> Result<(), TestCaseError> {
+    {
         let mut w = World::new(cfg);
+        let mut resumes = 0u8;
         let paying = std::rc::Rc::new(std::cell::Cell::new(true));
         let gate = paying.clone();
-        w.b2s_filter = Some(Box::new(move |m, _| gate.get() || !matches!(m, Message::Voucher(_))));
+        w.b2s_filter = Some(Box::new(move |m, _| {
+            gate.get() || !matches!(m, Message::Voucher(_))
+        }));
         let mut old_voucher = None;
         for op in ops {
             match op {
@@ -131,6 +164,14 @@ proptest! {
                     }
                     old_voucher = w.buyer.last_voucher().copied();
                 }
+                Op::Pause => w.buyer.pause(w.t()),
+                Op::Resume => {
+                    if w.buyer.is_paused() {
+                        resumes += 1;
+                        let seed = [0x60 + resumes; 32];
+                        prop_assert!(w.resume_buyer(|p| p.reveal_seed = seed).is_ok());
+                    }
+                }
             }
             w.step();
         }
@@ -138,5 +179,8 @@ proptest! {
         w.buyer.leave(w.t());
         w.run_for(3 * MINUTE);
         prop_assert!(w.buyer.is_ended(), "buyer still running: {:?}", w.log.leave);
+        // Never a second channel: a resume needs no chain transaction.
+        prop_assert!(w.chain.channels.len() <= 1);
     }
+    Ok(())
 }

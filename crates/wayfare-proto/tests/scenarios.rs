@@ -5,8 +5,14 @@ mod sim;
 use alloy_primitives::U256;
 use sim::*;
 use wayfare_proto::billing;
-use wayfare_proto::messages::Message;
-use wayfare_proto::session::{CloseAction, EndReason, SessionConfig, SessionError, TopUpPolicy};
+use wayfare_proto::eip712;
+use wayfare_proto::keys::SecretKey;
+use wayfare_proto::messages::{CloseReason, Message, Resume, Reveal};
+use wayfare_proto::seal::{self, RevealSecret};
+use wayfare_proto::session::{
+    BuyerPhase, BuyerSnapshot, CloseAction, EndReason, SellerEvent, SellerPhase, SellerSnapshot,
+    SessionConfig, SessionError, TopUpPolicy,
+};
 use wayfare_proto::{Terms, Timestamp};
 
 fn open_and_serve(w: &mut World) {
@@ -564,6 +570,7 @@ fn persist_comes_before_the_voucher_and_the_usage_ack_leave() {
 fn default_config_holds_the_protocol_defaults() {
     let c = SessionConfig::default();
     assert_eq!(c.payment_interval.as_secs(), 15);
+    assert_eq!(c.pause_timeout.as_secs(), 3600);
     assert_eq!(c.tolerance_bps, 200);
     assert_eq!(c.slack_flow, 1 << 20);
     // Slack: one interval at the agreed price for a 1 MiB/s flow.
@@ -571,4 +578,489 @@ fn default_config_holds_the_protocol_defaults() {
         c.slack(&list_terms()),
         U256::from(15 * 1_000_000_000u64 + 15 * 1_000_000_000u64)
     );
+}
+
+// ------------------------------------------------------------------ pause and resume
+
+const NEW_SEED: [u8; 32] = [0x55; 32];
+const NEW_WG: [u8; 32] = [0x66; 32];
+
+/// The buyer pauses; runs until the seller is paused and has acknowledged the final voucher.
+fn pause(w: &mut World) {
+    w.buyer.pause(w.t());
+    assert!(w.buyer.is_paused());
+    assert!(
+        w.run_until(MINUTE, |w| w.seller.is_paused()
+            && w.buyer.poll_timeout().is_none()),
+        "the seller never paused: {:?}",
+        w.log.seller_stop
+    );
+    assert!(!w.seller_up && !w.buyer_up, "service still up while paused");
+    // The seller holds the buyer's final voucher.
+    assert_eq!(
+        w.seller.best_voucher().map(|v| v.amount),
+        w.buyer.last_voucher().map(|v| v.amount)
+    );
+}
+
+fn resume_with_new_keys(w: &mut World) {
+    w.resume_buyer(|p| {
+        p.reveal_seed = NEW_SEED;
+        p.wireguard_key = Some(NEW_WG);
+    })
+    .expect("resume");
+}
+
+/// Records every reveal the seller sends.
+fn capture_reveals(w: &mut World) -> std::rc::Rc<std::cell::RefCell<Vec<Reveal>>> {
+    let captured = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+    let sink = captured.clone();
+    w.s2b_filter = Some(Box::new(move |m, _| {
+        if let Message::Reveal(r) = m {
+            sink.borrow_mut().push(r.clone());
+        }
+        true
+    }));
+    captured
+}
+
+#[test]
+fn pause_then_resume_with_new_keys_reuses_the_channel_and_bills_both_runs_not_the_pause() {
+    let mut w = World::new(WorldConfig::default());
+    let reveals = capture_reveals(&mut w);
+    open_and_serve(&mut w);
+    w.run_for(10 * MINUTE);
+    let channel = w.buyer.channel_id().unwrap();
+    pause(&mut w);
+    let first_run_reveals = reveals.borrow().len();
+    assert!(first_run_reveals >= 1);
+    assert_eq!(w.log.paused.len(), 1);
+    assert_eq!(w.log.paused[0].1, channel);
+    assert_eq!(w.log.seller_stop.map(|s| s.1), Some(EndReason::Paused));
+    assert_eq!(w.log.buyer_stop.map(|s| s.1), Some(EndReason::Paused));
+    let seller_owed = w.seller.owed(w.t());
+    let buyer_owed = w.buyer.owed(w.t());
+    let last_before = *w.buyer.last_voucher().unwrap();
+    let stored = BuyerSnapshot::from_bytes(w.buyer_store.as_deref().unwrap()).unwrap();
+    assert_eq!(stored.phase, BuyerPhase::Paused);
+    assert!(
+        (599..=601).contains(&stored.prior_seconds),
+        "{}",
+        stored.prior_seconds
+    );
+
+    // Half an hour paused: nothing is billed, nothing times out, nothing is settled.
+    w.run_for(30 * MINUTE);
+    assert!(w.seller.is_paused() && w.buyer.is_paused());
+    assert_eq!(w.seller.owed(w.t()), seller_owed);
+    assert_eq!(w.buyer.owed(w.t()), buyer_owed);
+    assert!(w.log.settles.is_empty());
+    assert!(w.chain.paid_to_seller().is_none());
+
+    // The buyer reconnects (a new process: from the stored snapshot) with fresh keys.
+    resume_with_new_keys(&mut w);
+    assert!(!w.buyer.is_paused());
+    open_and_serve(&mut w);
+    let stored = SellerSnapshot::from_bytes(w.seller_store.as_deref().unwrap()).unwrap();
+    assert_eq!(
+        stored.request.buyer_key,
+        RevealSecret::from_seed(&NEW_SEED).public_key()
+    );
+    assert_eq!(stored.request.wireguard_key, Some(NEW_WG));
+    w.run_for(10 * MINUTE);
+    assert!(w.seller.is_serving() && w.buyer.is_serving());
+    // Vouchers went on cumulatively from the last one.
+    assert!(w.buyer.last_voucher().unwrap().amount > last_before.amount);
+    w.buyer.leave(w.t());
+    assert!(w.finish(MINUTE));
+    assert!(matches!(
+        w.log.leave,
+        Some((_, EndReason::UserLeft, CloseAction::Cooperative { .. }))
+    ));
+    // One channel, no chain transaction for the resume, paid for both runs (bytes and seconds)
+    // within tolerance, the half hour of pause not billed.
+    assert_eq!(w.chain.channels.len(), 1);
+    assert_eq!(w.log.top_ups, 0);
+    assert!(
+        (1199..=1201)
+            .contains(&(w.true_prior_secs + (w.true_end.unwrap() - w.true_start.unwrap()) / 1000))
+    );
+    assert_paid_within_tolerance(&w);
+    assert!(
+        w.chain.rejected.iter().all(|r| r.starts_with("settle")),
+        "{:?}",
+        w.chain.rejected
+    );
+
+    // The reveals of the second run open only with the new key, those of the first only with
+    // the old one.
+    let reveals = reveals.borrow();
+    let (first, second) = reveals.split_at(first_run_reveals);
+    assert!(!second.is_empty(), "no reveal after the resume");
+    let old = RevealSecret::from_seed(&[0x33; 32]);
+    let new = RevealSecret::from_seed(&NEW_SEED);
+    for r in first {
+        assert!(seal::open(&r.sealed, channel, &old).is_ok());
+        assert!(seal::open(&r.sealed, channel, &new).is_err());
+    }
+    for r in second {
+        assert!(seal::open(&r.sealed, channel, &new).is_ok());
+        assert!(seal::open(&r.sealed, channel, &old).is_err());
+    }
+}
+
+#[test]
+fn a_resume_not_signed_by_the_voucher_signer_is_refused_and_the_seller_stays_paused() {
+    let mut w = World::new(WorldConfig::default());
+    open_and_serve(&mut w);
+    w.run_for(2 * MINUTE);
+    pause(&mut w);
+    let channel = w.seller.channel_id().unwrap();
+    let snapshot = w.seller.snapshot();
+    let domain = eip712::domain(CHAIN_ID, MARKET);
+    let mallory = SecretKey::from_bytes(&[0x99; 32]).unwrap();
+    let digest = eip712::resume_digest(channel, [0x77; 32], Some([0x78; 32]), &domain);
+    let forged = Resume {
+        channel_id: channel,
+        buyer_key: [0x77; 32],
+        wireguard_key: Some([0x78; 32]),
+        signature: mallory.sign_digest(digest),
+    };
+    let err = w
+        .seller
+        .handle_message(Message::Resume(forged), w.t())
+        .unwrap_err();
+    assert!(matches!(err, SessionError::Signature(_)), "{err}");
+    // The voucher signer's signature, but the keys swapped afterwards.
+    let voucher_key = w.buyer_params().voucher_key.clone();
+    let mut tampered = Resume {
+        signature: voucher_key.sign_digest(digest),
+        ..forged
+    };
+    tampered.buyer_key = [0x79; 32];
+    let err = w
+        .seller
+        .handle_message(Message::Resume(tampered), w.t())
+        .unwrap_err();
+    assert!(matches!(err, SessionError::Signature(_)), "{err}");
+    // Signed by the right key for the wrong service shape (no WireGuard key for WireGuard).
+    let digest = eip712::resume_digest(channel, [0x77; 32], None, &domain);
+    let no_wg = Resume {
+        channel_id: channel,
+        buyer_key: [0x77; 32],
+        wireguard_key: None,
+        signature: voucher_key.sign_digest(digest),
+    };
+    assert!(
+        w.seller
+            .handle_message(Message::Resume(no_wg), w.t())
+            .is_err()
+    );
+    // Nothing changed.
+    assert!(w.seller.is_paused());
+    assert_eq!(w.seller.snapshot(), snapshot);
+    assert!(w.seller.poll_event().is_none());
+    assert!(w.seller.poll_transmit().is_none());
+
+    // A buyer can't resume with a key that is not the channel's voucher signer either.
+    let err = w
+        .resume_buyer(|p| {
+            p.reveal_seed = NEW_SEED;
+            p.voucher_key = mallory.clone();
+        })
+        .unwrap_err();
+    assert!(matches!(err, SessionError::Signature(_)), "{err}");
+    assert!(w.buyer.is_paused());
+    // The real buyer still can.
+    resume_with_new_keys(&mut w);
+    open_and_serve(&mut w);
+    assert_eq!(w.chain.channels.len(), 1);
+}
+
+#[test]
+fn a_channel_paused_past_the_pause_timeout_is_settled_on_the_best_voucher() {
+    let mut w = World::new(WorldConfig::default());
+    open_and_serve(&mut w);
+    w.run_for(5 * MINUTE);
+    pause(&mut w);
+    let paused_at = w.now;
+    let best = *w.seller.best_voucher().unwrap();
+    // Default pause timeout: one hour.
+    assert_eq!(w.cfg.session.pause_timeout.as_secs(), 3600);
+    assert!(w.run_until(2 * 60 * MINUTE, |w| w.seller.is_ended()));
+    assert_eq!(w.seller.end_reason(), Some(EndReason::PauseTimeout));
+    let ended_after = w.now - paused_at;
+    assert!(
+        (60 * MINUTE..=60 * MINUTE + 2_000).contains(&ended_after),
+        "ended {ended_after} ms after the pause"
+    );
+    assert_eq!(w.log.settles, vec![best]);
+    assert!(w.run_until(MINUTE, |w| w.buyer.is_ended()));
+    assert_eq!(w.chain.paid_to_seller(), Some(best.amount));
+    assert_eq!(w.buyer.last_voucher().map(|v| v.amount), Some(best.amount));
+    // The paused buyer learns from the chain and ends without an action of its own.
+    assert!(matches!(
+        w.log.leave,
+        Some((_, EndReason::ChannelClosed, CloseAction::Nothing))
+    ));
+    assert_paid_within_tolerance(&w);
+}
+
+#[test]
+fn a_buyer_starting_a_close_while_paused_makes_the_seller_settle_at_once() {
+    let mut w = World::new(WorldConfig::default());
+    open_and_serve(&mut w);
+    w.run_for(5 * MINUTE);
+    pause(&mut w);
+    w.run_for(MINUTE);
+    let best = *w.seller.best_voucher().unwrap();
+    let channel = w.seller.channel_id().unwrap();
+    // The buyer's user closes the channel on chain directly (e.g. from the CLI).
+    w.chain.start_close(channel, w.now);
+    assert!(w.run_until(MINUTE, |w| w.seller.is_ended()));
+    assert_eq!(w.seller.end_reason(), Some(EndReason::CloseStarted));
+    assert_eq!(w.log.settles, vec![best]);
+    assert!(w.run_until(MINUTE, |w| w.buyer.is_ended()));
+    assert_eq!(w.chain.paid_to_seller(), Some(best.amount));
+    assert_paid_within_tolerance(&w);
+}
+
+#[test]
+fn leaving_while_paused_closes_cooperatively_on_the_final_voucher() {
+    let mut w = World::new(WorldConfig::default());
+    open_and_serve(&mut w);
+    w.run_for(5 * MINUTE);
+    pause(&mut w);
+    w.run_for(10 * MINUTE);
+    let last = *w.buyer.last_voucher().unwrap();
+    w.buyer.leave(w.t());
+    assert!(w.finish(MINUTE));
+    match w.log.leave {
+        Some((_, EndReason::UserLeft, CloseAction::Cooperative { voucher, consent })) => {
+            assert_eq!(voucher, last);
+            assert_eq!(consent.amount, last.amount);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(w.chain.paid_to_seller(), Some(last.amount));
+    assert!(
+        w.log.settles.is_empty(),
+        "the seller did not need to settle"
+    );
+    assert_paid_within_tolerance(&w);
+}
+
+#[test]
+fn a_lost_pause_request_is_resent_until_the_seller_acknowledges() {
+    let mut w = World::new(WorldConfig::default());
+    open_and_serve(&mut w);
+    w.run_for(5 * MINUTE);
+    // Pause a few seconds after a voucher tick (its Usage already back), so the final voucher
+    // is a new one and no Usage is in flight.
+    let tick = w.buyer.poll_timeout().unwrap().0;
+    w.run_until(MINUTE, |w| w.now >= tick + 5_000);
+    // The final voucher and the pause request are lost (the link is down for a second).
+    let paused_at = w.now;
+    w.b2s_filter = Some(Box::new(move |_, now| now > paused_at + 1_000));
+    w.buyer.pause(w.t());
+    assert!(w.buyer.poll_timeout().is_some(), "waiting for the ack");
+    w.run_for(STEP_MS);
+    assert!(w.seller.is_serving());
+    assert!(w.run_until(10_000, |w| w.seller.is_paused()));
+    assert!(w.run_until(MINUTE, |w| w.buyer.poll_timeout().is_none()));
+    assert_eq!(
+        w.seller.best_voucher().map(|v| v.amount),
+        w.buyer.last_voucher().map(|v| v.amount)
+    );
+    w.run_for(2 * MINUTE);
+    assert!(w.seller.is_paused(), "{:?}", w.seller.end_reason());
+}
+
+#[test]
+fn a_lost_reveal_after_a_resume_is_resent_on_the_next_resume() {
+    let mut w = World::new(WorldConfig::default());
+    open_and_serve(&mut w);
+    w.run_for(2 * MINUTE);
+    pause(&mut w);
+    // The first reveal after the resume is lost.
+    let mut dropped = false;
+    w.s2b_filter = Some(Box::new(move |m, _| {
+        if matches!(m, Message::Reveal(_)) && !dropped {
+            dropped = true;
+            return false;
+        }
+        true
+    }));
+    resume_with_new_keys(&mut w);
+    assert!(w.run_until(2_000, |w| w.seller.is_serving()));
+    assert!(!w.buyer.is_serving());
+    open_and_serve(&mut w);
+    w.run_for(2 * MINUTE);
+    assert!(w.seller.is_serving() && w.buyer.is_serving());
+    // A Resume with other keys while serving is refused.
+    let channel = w.seller.channel_id().unwrap();
+    let domain = eip712::domain(CHAIN_ID, MARKET);
+    let digest = eip712::resume_digest(channel, [0x77; 32], Some(NEW_WG), &domain);
+    let other = Resume {
+        channel_id: channel,
+        buyer_key: [0x77; 32],
+        wireguard_key: Some(NEW_WG),
+        signature: w.buyer_params().voucher_key.sign_digest(digest),
+    };
+    assert!(matches!(
+        w.seller.handle_message(Message::Resume(other), w.t()),
+        Err(SessionError::Unexpected { .. })
+    ));
+    assert!(w.seller.is_serving());
+}
+
+#[test]
+fn both_sides_restored_while_paused_stay_paused_and_can_resume() {
+    let mut w = World::new(WorldConfig::default());
+    open_and_serve(&mut w);
+    w.run_for(3 * MINUTE);
+    pause(&mut w);
+    w.run_for(50 * MINUTE);
+    let best = *w.seller.best_voucher().unwrap();
+    w.restart_seller();
+    w.restart_buyer();
+    assert!(w.seller.is_paused() && w.buyer.is_paused());
+    assert_eq!(w.seller.best_voucher(), Some(&best));
+    assert!(
+        w.buyer.poll_event().is_none(),
+        "a restored paused buyer emits nothing"
+    );
+    assert!(w.buyer.poll_transmit().is_none());
+    assert!(
+        !w.seller_up,
+        "a restored paused seller does not start the service"
+    );
+    // The pause deadline counts from the restore: 50 + 30 minutes after the pause, still paused.
+    w.run_for(30 * MINUTE);
+    assert!(w.seller.is_paused());
+    resume_with_new_keys(&mut w);
+    open_and_serve(&mut w);
+    // A restart right after the resume (reveal not yet received) resends the Resume.
+    w.run_for(MINUTE);
+    w.buyer.pause(w.t());
+    assert!(w.run_until(MINUTE, |w| w.seller.is_paused()));
+    w.resume_buyer(|p| p.reveal_seed = [0x56; 32])
+        .expect("resume");
+    w.restart_buyer();
+    open_and_serve(&mut w);
+    w.run_for(2 * MINUTE);
+    w.buyer.leave(w.t());
+    assert!(w.finish(MINUTE));
+    assert_eq!(w.chain.channels.len(), 1);
+    assert_paid_within_tolerance(&w);
+}
+
+#[test]
+fn seller_acknowledges_a_pause_without_consent_or_settle() {
+    let mut w = World::new(WorldConfig::default());
+    open_and_serve(&mut w);
+    w.run_for(14_000);
+    // Drive the buyer by hand: pause persists the final voucher before anything leaves.
+    w.buyer.pause(w.t());
+    assert!(
+        w.buyer.poll_transmit().is_none(),
+        "sent before the Persist was polled"
+    );
+    let mut events = Vec::new();
+    while let Some(e) = w.buyer.poll_event() {
+        events.push(e);
+    }
+    use wayfare_proto::session::BuyerEvent;
+    assert!(
+        matches!(
+            events.as_slice(),
+            [
+                BuyerEvent::StopService {
+                    reason: EndReason::Paused
+                },
+                BuyerEvent::Persist(p),
+                BuyerEvent::Paused { .. },
+            ] if p.phase == BuyerPhase::Paused && p.last_voucher.is_some()
+        ),
+        "{events:?}"
+    );
+    let voucher = w.buyer.poll_transmit().unwrap();
+    let close = w.buyer.poll_transmit().unwrap();
+    assert!(matches!(Message::decode(&voucher), Ok(Message::Voucher(_))));
+    assert!(matches!(
+        Message::decode(&close),
+        Ok(Message::CloseRequest(c)) if c.reason == CloseReason::Pause
+    ));
+    let t = Timestamp(w.now + 40);
+    w.seller.handle_bytes(&voucher, t).unwrap();
+    w.seller.handle_bytes(&close, t).unwrap();
+    let mut events = Vec::new();
+    while let Some(e) = w.seller.poll_event() {
+        events.push(e);
+    }
+    assert!(
+        events
+            .iter()
+            .all(|e| !matches!(e, SellerEvent::Settle { .. } | SellerEvent::Ended { .. })),
+        "{events:?}"
+    );
+    assert!(events.iter().any(|e| matches!(
+        e,
+        SellerEvent::StopService {
+            reason: EndReason::Paused,
+            ..
+        }
+    )));
+    assert!(matches!(
+        events.last(),
+        Some(SellerEvent::Persist(p)) if p.phase == SellerPhase::Paused
+    ));
+    let mut sent = Vec::new();
+    while let Some(b) = w.seller.poll_transmit() {
+        sent.push(Message::decode(&b).unwrap());
+    }
+    assert!(!sent.is_empty());
+    assert!(
+        sent.iter().all(|m| matches!(m, Message::Usage(_))),
+        "{sent:?}"
+    );
+    assert!(w.seller.is_paused());
+    assert_eq!(
+        w.seller.poll_timeout(),
+        Some(t.saturating_add(w.cfg.session.pause_timeout))
+    );
+}
+
+#[test]
+fn a_late_pause_request_of_the_previous_run_does_not_pause_the_resumed_one() {
+    let mut w = World::new(WorldConfig::default());
+    open_and_serve(&mut w);
+    w.run_for(2 * MINUTE);
+    pause(&mut w);
+    let channel = w.seller.channel_id().unwrap();
+    let domain = eip712::domain(CHAIN_ID, MARKET);
+    let new_key = RevealSecret::from_seed(&NEW_SEED).public_key();
+    let digest = eip712::resume_digest(channel, new_key, Some([0x44; 32]), &domain);
+    let resume = Resume {
+        channel_id: channel,
+        buyer_key: new_key,
+        wireguard_key: Some([0x44; 32]),
+        signature: w.buyer_params().voucher_key.sign_digest(digest),
+    };
+    let late_pause = Message::CloseRequest(wayfare_proto::messages::CloseRequest {
+        channel_id: channel,
+        reason: CloseReason::Pause,
+    });
+    // The Resume, then the old pause request, before the shell got to provision.
+    w.seller
+        .handle_message(Message::Resume(resume), w.t())
+        .unwrap();
+    assert!(!w.seller.is_paused());
+    w.seller.handle_message(late_pause, w.t()).unwrap();
+    assert!(
+        !w.seller.is_paused(),
+        "a late pause request paused the new run"
+    );
+    w.step();
+    assert!(w.seller.is_serving());
 }

@@ -7,7 +7,8 @@ use crate::eip712::Offer;
 use crate::messages::{
     AEAD_TAG_LEN, Announcement, CloseReason, CloseRequest, MAX_DETAIL_LEN, MAX_PEER_ID_LEN,
     MAX_REGION_LEN, MAX_SEALED_LEN, Message, Opened, Quote, QuoteRequest, Refusal, RefusalReason,
-    Reveal, SealedReveal, SignatureBytes, SignedCloseConsent, SignedVoucher, TunnelAddress, Usage,
+    Resume, Reveal, SealedReveal, SignatureBytes, SignedCloseConsent, SignedVoucher, TunnelAddress,
+    Usage,
 };
 use crate::seal::{Credentials, RevealPayload, ShadowsocksMethod};
 use crate::types::{Service, ServiceSet, Terms};
@@ -24,6 +25,7 @@ mod tag {
     pub const USAGE: u8 = 0x08;
     pub const CLOSE_REQUEST: u8 = 0x09;
     pub const CLOSE_CONSENT: u8 = 0x0a;
+    pub const RESUME: u8 = 0x0b;
 }
 
 fn bad(field: &'static str, reason: &'static str) -> DecodeError {
@@ -308,6 +310,24 @@ impl WireFormat for SignedCloseConsent {
     }
 }
 
+impl WireFormat for Resume {
+    fn write(&self, w: &mut Writer) {
+        w.b256(&self.channel_id);
+        w.raw(&self.buyer_key);
+        w.option(self.wireguard_key.as_ref(), |w, k| w.raw(k));
+        w.raw(&self.signature);
+    }
+
+    fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        Ok(Self {
+            channel_id: r.b256("resume.channel_id")?,
+            buyer_key: r.array("resume.buyer_key")?,
+            wireguard_key: r.option("resume.wireguard_key", |r| r.array("resume.wireguard_key"))?,
+            signature: read_signature(r, "resume.signature")?,
+        })
+    }
+}
+
 /// Writes an IP address as a family tag (4 or 6) and its octets.
 pub(crate) fn write_ip(w: &mut Writer, ip: &IpAddr) {
     match ip {
@@ -455,6 +475,10 @@ impl Message {
                 w.u8(tag::CLOSE_CONSENT);
                 m.write(&mut w);
             }
+            Self::Resume(m) => {
+                w.u8(tag::RESUME);
+                m.write(&mut w);
+            }
         }
         w.into_bytes()
     }
@@ -486,6 +510,7 @@ impl Message {
             tag::USAGE => Self::Usage(Usage::read(&mut r)?),
             tag::CLOSE_REQUEST => Self::CloseRequest(CloseRequest::read(&mut r)?),
             tag::CLOSE_CONSENT => Self::CloseConsent(SignedCloseConsent::read(&mut r)?),
+            tag::RESUME => Self::Resume(Resume::read(&mut r)?),
             other => return Err(DecodeError::UnknownMessageType(other)),
         };
         r.finish()?;

@@ -1,15 +1,16 @@
 //! The buyer's side of a session: ask, accept, open, receive the reveal, pay every interval from
-//! its own meter, top up or leave.
+//! its own meter, top up or leave; pause and later resume on the same channel.
 
 use alloy_primitives::{Address, B256, U256};
 use alloy_sol_types::Eip712Domain;
 
 use crate::billing;
-use crate::eip712;
+use crate::codec::DecodeError;
+use crate::eip712::{self, VerifyError};
 use crate::keys::SecretKey;
 use crate::messages::{
-    CloseReason, CloseRequest, Message, Opened, Quote, QuoteRequest, Reveal, SignedCloseConsent,
-    SignedVoucher, Usage,
+    CloseReason, CloseRequest, Message, Opened, Quote, QuoteRequest, Resume, Reveal,
+    SignedCloseConsent, SignedVoucher, Usage,
 };
 use crate::negotiation::{self, offer_terms};
 use crate::seal::{self, RevealPayload, RevealSecret};
@@ -43,11 +44,13 @@ pub struct BuyerParams {
     pub service: Service,
     /// Terms to propose (a counter-offer), or `None` for the seller's list terms.
     pub wanted: Option<Terms>,
-    /// The channel's fresh voucher signer.
+    /// The channel's fresh voucher signer (for [`BuyerSession::resume`]: the channel's existing
+    /// one, from the store).
     pub voucher_key: SecretKey,
-    /// 32 fresh random bytes for this negotiation's X25519 key.
+    /// 32 fresh random bytes for this negotiation's X25519 key (for [`BuyerSession::resume`]:
+    /// fresh bytes again, for the new reveal).
     pub reveal_seed: [u8; 32],
-    /// The buyer's WireGuard public key (required for WireGuard).
+    /// The buyer's WireGuard public key (required for WireGuard; may be a new one on resume).
     pub wireguard_key: Option<[u8; 32]>,
 }
 
@@ -58,6 +61,8 @@ enum Phase {
     AwaitingReveal,
     Serving,
     Closing,
+    /// Service stopped, final voucher sent, the channel left open for a resume.
+    Paused,
     Ended,
 }
 
@@ -69,6 +74,7 @@ impl Phase {
             Self::AwaitingReveal => "awaiting the reveal",
             Self::Serving => "serving",
             Self::Closing => "closing",
+            Self::Paused => "paused",
             Self::Ended => "ended",
         }
     }
@@ -97,6 +103,12 @@ pub struct BuyerSession {
     next_retransmit: Timestamp,
     deadline: Timestamp,
     top_up_pending: bool,
+    /// Seconds billed in earlier service runs (before a pause).
+    prior_seconds: u64,
+    /// Awaiting the reveal of a resumed channel: retransmit `Resume`, not `Opened`.
+    resuming: bool,
+    /// Paused and the seller's `Usage` ack for the final voucher has not come yet.
+    pause_unacked: bool,
     end: Option<EndReason>,
     out: Outbox<BuyerEvent>,
 }
@@ -148,6 +160,9 @@ impl BuyerSession {
             next_retransmit: Timestamp::default(),
             deadline: Timestamp::default(),
             top_up_pending: false,
+            prior_seconds: 0,
+            resuming: false,
+            pause_unacked: false,
             end: None,
             out: Outbox::default(),
         }
@@ -155,7 +170,8 @@ impl BuyerSession {
 
     /// Rebuilds a session from its last persisted snapshot (`params.reveal_seed` is ignored: the
     /// snapshot's seed is used). A serving session emits `StartService` again so the shell
-    /// reconnects, and pays at once; a closing one resends its final voucher and close request.
+    /// reconnects, and pays at once; a closing one resends its final voucher and close request;
+    /// a paused one stays paused and emits nothing (use [`Self::resume`] to reconnect instead).
     pub fn restore(
         snapshot: BuyerSnapshot,
         params: BuyerParams,
@@ -169,6 +185,7 @@ impl BuyerSession {
             BuyerPhase::AwaitingReveal => Phase::AwaitingReveal,
             BuyerPhase::Serving => Phase::Serving,
             BuyerPhase::Closing => Phase::Closing,
+            BuyerPhase::Paused => Phase::Paused,
             BuyerPhase::Ended => Phase::Ended,
         };
         s.quote = Some(snapshot.quote);
@@ -178,13 +195,16 @@ impl BuyerSession {
         s.meter_bytes = snapshot.meter_bytes;
         s.last_voucher = snapshot.last_voucher;
         s.end = snapshot.end;
+        s.prior_seconds = snapshot.prior_seconds;
         s.owed_at_last_tick = s.owed(now);
         s.acked = false;
         s.next_retransmit = now.saturating_add(s.config.retransmit);
         match s.phase {
             Phase::AwaitingReveal => {
                 s.deadline = now.saturating_add(s.config.reveal_timeout);
-                s.send_opened();
+                // Awaiting a reveal while still holding one: a resume was under way.
+                s.resuming = s.reveal.is_some();
+                s.send_reveal_request();
             }
             Phase::Serving => {
                 if let (Some(c), Some(r)) = (&s.channel, &s.reveal) {
@@ -202,9 +222,75 @@ impl BuyerSession {
                 s.deadline = now.saturating_add(s.config.close_timeout);
                 s.send_close();
             }
-            Phase::Opening | Phase::Requesting | Phase::Ended => {}
+            Phase::Opening | Phase::Requesting | Phase::Paused | Phase::Ended => {}
         }
         s
+    }
+
+    /// Resumes a paused channel (`snapshot.phase` must be [`BuyerPhase::Paused`]) with no chain
+    /// transaction: a fresh X25519 key from `params.reveal_seed` (not the snapshot's) and
+    /// `params.wireguard_key` as the new WireGuard key; the channel, quote, meter, last voucher
+    /// and billed seconds carry over. Persists, then sends a `Resume` signed with
+    /// `params.voucher_key` (resent every `retransmit`) and waits for the reveal as after an open:
+    /// `StartService` on the reveal, `Leave { NoReveal, StartClose }` after `reveal_timeout`.
+    ///
+    /// Errors (nothing is emitted): the snapshot is not paused, names another channel than
+    /// `params` give, `params.voucher_key` is not the channel's voucher signer, or the WireGuard
+    /// key is missing for WireGuard (or present for shadowsocks).
+    pub fn resume(
+        snapshot: BuyerSnapshot,
+        params: BuyerParams,
+        config: SessionConfig,
+        now: Timestamp,
+    ) -> Result<Self, SessionError> {
+        let Some(channel) = snapshot
+            .channel
+            .filter(|_| snapshot.phase == BuyerPhase::Paused)
+        else {
+            return Err(SessionError::Unexpected {
+                message: "resume",
+                state: "not paused",
+            });
+        };
+        let signer = params.voucher_key.address();
+        if signer != channel.voucher_signer {
+            return Err(VerifyError::WrongSigner {
+                expected: channel.voucher_signer,
+                got: signer,
+            }
+            .into());
+        }
+        if (snapshot.request.service == Service::WireGuard) != params.wireguard_key.is_some() {
+            return Err(DecodeError::BadValue {
+                field: "resume.wireguard_key",
+                reason: "required for WireGuard and forbidden for shadowsocks",
+            }
+            .into());
+        }
+        let secret = RevealSecret::from_seed(&params.reveal_seed);
+        let request = QuoteRequest {
+            buyer_key: secret.public_key(),
+            wireguard_key: params.wireguard_key,
+            ..snapshot.request
+        };
+        let mut s = Self::blank(params, config, secret, request);
+        s.quote = Some(snapshot.quote);
+        s.check_channel(channel.channel_id)?;
+        s.phase = Phase::AwaitingReveal;
+        s.channel = Some(channel);
+        // The previous run's reveal stays until the new one arrives (it marks a resume in the
+        // snapshot, so a restart resends `Resume`).
+        s.reveal = snapshot.reveal;
+        s.meter_bytes = snapshot.meter_bytes;
+        s.last_voucher = snapshot.last_voucher;
+        s.prior_seconds = snapshot.prior_seconds;
+        s.resuming = true;
+        s.deadline = now.saturating_add(s.config.reveal_timeout);
+        s.next_retransmit = now.saturating_add(s.config.retransmit);
+        // Store the new key before the seller can seal to it.
+        s.persist();
+        s.send_resume();
+        Ok(s)
     }
 
     // ---------------------------------------------------------------- inputs
@@ -357,10 +443,20 @@ impl BuyerSession {
                     let action = self.start_close_action();
                     self.finish(EndReason::NoReveal, action);
                 } else if now >= self.next_retransmit {
-                    self.send_opened();
+                    self.send_reveal_request();
                     self.next_retransmit = now.saturating_add(self.config.retransmit);
                 }
             }
+            Phase::Paused if self.pause_unacked => {
+                if now >= self.deadline {
+                    // Unanswered for close_timeout: stop asking (the seller's own timers decide).
+                    self.pause_unacked = false;
+                } else if now >= self.next_retransmit {
+                    self.send_pause();
+                    self.next_retransmit = now.saturating_add(self.config.retransmit);
+                }
+            }
+            Phase::Paused => {}
             Phase::Serving => {
                 if now >= self.next_voucher_at {
                     self.tick(now);
@@ -385,10 +481,12 @@ impl BuyerSession {
         }
     }
 
-    /// The user wants out: pay what is owed, ask the seller for a close consent.
+    /// The user wants out: pay what is owed, ask the seller for a close consent (also from
+    /// `Paused`: the channel is then closed cooperatively).
     pub fn leave(&mut self, now: Timestamp) {
         match self.phase {
             Phase::Serving => self.leave_with(EndReason::UserLeft, now),
+            Phase::Paused => self.leave_paused(now),
             Phase::AwaitingReveal => {
                 let action = self.start_close_action();
                 self.finish(EndReason::UserLeft, action);
@@ -397,6 +495,24 @@ impl BuyerSession {
                 self.finish(EndReason::UserLeft, CloseAction::Nothing);
             }
             Phase::Closing | Phase::Ended => {}
+        }
+    }
+
+    /// The user disconnects but keeps the channel: while serving, sign (and persist) a final
+    /// voucher for the own meter's owed now, send it and a `CloseRequest { Pause }`, stop the
+    /// service and emit `Paused`. The seller acknowledges with a `Usage` and keeps the channel
+    /// for its `pause_timeout`; resume with [`Self::resume`] from the persisted snapshot. Until
+    /// a `Usage` holding the final voucher arrives, the voucher and the pause request are resent
+    /// every `retransmit`, for at most `close_timeout` (`poll_timeout` is `None` once done). A
+    /// `Usage` can't tell a paused seller from a serving one, so if only the pause request is
+    /// lost the seller ends at its payment deadline and settles the final voucher: the money is
+    /// right, the channel is not reused. Already paused: nothing. Any other phase: the same as
+    /// [`Self::leave`].
+    pub fn pause(&mut self, now: Timestamp) {
+        match self.phase {
+            Phase::Serving => self.pause_serving(now),
+            Phase::Paused => {}
+            _ => self.leave(now),
         }
     }
 
@@ -419,6 +535,9 @@ impl BuyerSession {
                 Some(self.deadline.min(self.next_retransmit))
             }
             Phase::Opening => Some(self.open_deadline()),
+            Phase::Paused => self
+                .pause_unacked
+                .then(|| self.deadline.min(self.next_retransmit)),
             Phase::Serving => Some(if self.acked {
                 self.next_voucher_at
             } else {
@@ -436,6 +555,7 @@ impl BuyerSession {
             Phase::AwaitingReveal => BuyerPhase::AwaitingReveal,
             Phase::Serving => BuyerPhase::Serving,
             Phase::Closing => BuyerPhase::Closing,
+            Phase::Paused => BuyerPhase::Paused,
             Phase::Ended => BuyerPhase::Ended,
         };
         Some(BuyerSnapshot {
@@ -449,6 +569,7 @@ impl BuyerSession {
             meter_bytes: self.meter_bytes,
             last_voucher: self.last_voucher,
             end: self.end,
+            prior_seconds: self.prior_seconds,
         })
     }
 
@@ -457,6 +578,11 @@ impl BuyerSession {
     /// Whether connected and paying.
     pub fn is_serving(&self) -> bool {
         self.phase == Phase::Serving
+    }
+
+    /// Whether paused: service stopped, the channel kept open for [`Self::resume`].
+    pub fn is_paused(&self) -> bool {
+        self.phase == Phase::Paused
     }
 
     /// Whether the session is over.
@@ -494,15 +620,16 @@ impl BuyerSession {
         self.meter_bytes
     }
 
-    /// What the buyer's own meter says it owes at `now` (time stops counting when service stops).
+    /// What the buyer's own meter says it owes at `now`: all accepted bytes on the channel and
+    /// the seconds of every service run (time stops counting when service stops, and a pause is
+    /// not billed).
     pub fn owed(&self, now: Timestamp) -> U256 {
-        let now = self.service_end.map_or(now, |e| e.min(now));
         let Some(t) = self.terms() else {
             return U256::ZERO;
         };
         billing::owed(
             self.meter_bytes,
-            billed_seconds(self.service_start, now),
+            self.billed_seconds(now),
             t.price_per_mib,
             t.price_per_second,
         )
@@ -541,6 +668,13 @@ impl BuyerSession {
         Timestamp::from_secs(expiry).saturating_add(self.config.open_wait)
     }
 
+    /// Seconds billed so far: earlier runs plus the current one (up to its stop).
+    fn billed_seconds(&self, now: Timestamp) -> u64 {
+        let now = self.service_end.map_or(now, |e| e.min(now));
+        self.prior_seconds
+            .saturating_add(billed_seconds(self.service_start, now))
+    }
+
     fn interval(&self) -> core::time::Duration {
         self.terms()
             .map_or(self.config.payment_interval, |t| t.interval())
@@ -562,6 +696,47 @@ impl BuyerSession {
                 .encode(),
             );
         }
+    }
+
+    /// What asks the seller for the reveal: `Resume` when resuming, else `Opened`.
+    fn send_reveal_request(&mut self) {
+        if self.resuming {
+            self.send_resume();
+        } else {
+            self.send_opened();
+        }
+    }
+
+    fn send_resume(&mut self) {
+        let Some(c) = &self.channel else { return };
+        let digest = eip712::resume_digest(
+            c.channel_id,
+            self.request.buyer_key,
+            self.request.wireguard_key,
+            &self.domain,
+        );
+        let resume = Resume {
+            channel_id: c.channel_id,
+            buyer_key: self.request.buyer_key,
+            wireguard_key: self.request.wireguard_key,
+            signature: self.params.voucher_key.sign_digest(digest),
+        };
+        self.out.transmit(Message::Resume(resume).encode());
+    }
+
+    /// The final voucher (if any) and `CloseRequest { Pause }`.
+    fn send_pause(&mut self) {
+        let Some(c) = self.channel else { return };
+        if let Some(v) = self.last_voucher {
+            self.out.transmit(Message::Voucher(v).encode());
+        }
+        self.out.transmit(
+            Message::CloseRequest(CloseRequest {
+                channel_id: c.channel_id,
+                reason: CloseReason::Pause,
+            })
+            .encode(),
+        );
     }
 
     fn close_reason(&self) -> CloseReason {
@@ -709,6 +884,74 @@ impl BuyerSession {
         }
     }
 
+    /// From serving: stop, pay the final amount, ask the seller to pause, keep the channel.
+    fn pause_serving(&mut self, now: Timestamp) {
+        let Some(c) = self.channel else {
+            return self.leave(now);
+        };
+        let amount = self.payable(now);
+        self.out.event(
+            BuyerEvent::StopService {
+                reason: EndReason::Paused,
+            },
+            false,
+        );
+        self.prior_seconds = self.billed_seconds(now);
+        self.service_start = None;
+        self.service_end = None;
+        self.phase = Phase::Paused;
+        // Persist (the paused snapshot with the final voucher) before anything is sent.
+        if !self.sign_and_send(amount) {
+            self.persist();
+            if let Some(v) = self.last_voucher {
+                self.out.transmit(Message::Voucher(v).encode());
+            }
+        }
+        self.out.transmit(
+            Message::CloseRequest(CloseRequest {
+                channel_id: c.channel_id,
+                reason: CloseReason::Pause,
+            })
+            .encode(),
+        );
+        self.pause_unacked = true;
+        self.deadline = now.saturating_add(self.config.close_timeout);
+        self.next_retransmit = now.saturating_add(self.config.retransmit);
+        self.out.event(
+            BuyerEvent::Paused {
+                channel_id: c.channel_id,
+            },
+            false,
+        );
+    }
+
+    /// From paused: the user leaves for good; close cooperatively.
+    fn leave_paused(&mut self, now: Timestamp) {
+        self.end = Some(EndReason::UserLeft);
+        self.pause_unacked = false;
+        self.phase = Phase::Closing;
+        let amount = self.payable(now);
+        // Always hold a voucher to close cooperatively with (a pause always signed one).
+        let fresh = self.last_voucher.is_none() && self.sign_and_send(amount);
+        if !fresh {
+            self.persist();
+            if let Some(v) = self.last_voucher {
+                self.out.transmit(Message::Voucher(v).encode());
+            }
+        }
+        self.deadline = now.saturating_add(self.config.close_timeout);
+        self.next_retransmit = now.saturating_add(self.config.retransmit);
+        if let Some(c) = self.channel {
+            self.out.transmit(
+                Message::CloseRequest(CloseRequest {
+                    channel_id: c.channel_id,
+                    reason: self.close_reason(),
+                })
+                .encode(),
+            );
+        }
+    }
+
     fn on_quote(&mut self, q: Quote, now: Timestamp) -> Result<(), SessionError> {
         if self.phase != Phase::Requesting {
             if self.quote.as_ref() == Some(&q) {
@@ -750,16 +993,20 @@ impl BuyerSession {
         self.check_channel(r.channel_id)?;
         if self.phase != Phase::AwaitingReveal {
             return match self.phase {
-                Phase::Serving | Phase::Closing | Phase::Ended => Ok(()), // a duplicate
+                Phase::Serving | Phase::Closing | Phase::Paused | Phase::Ended => Ok(()), // a duplicate
                 _ => Err(self.unexpected("Reveal")),
             };
         }
+        // Sealed to this run's key: after a resume, a reveal for the old key does not open.
         let payload = seal::open(&r.sealed, r.channel_id, &self.secret)?;
         self.reveal = Some(payload.clone());
+        self.resuming = false;
         self.service_start = Some(now);
+        self.service_end = None;
         self.phase = Phase::Serving;
         self.next_voucher_at = now.saturating_add(self.interval());
-        self.owed_at_last_tick = U256::ZERO;
+        // Zero on a first run; what earlier runs cost after a resume (the rate is per interval).
+        self.owed_at_last_tick = self.owed(now);
         self.persist();
         self.out.event(
             BuyerEvent::StartService {
@@ -773,6 +1020,13 @@ impl BuyerSession {
 
     fn on_usage(&mut self, u: Usage, now: Timestamp) -> Result<(), SessionError> {
         self.check_channel(u.channel_id)?;
+        if self.phase == Phase::Paused {
+            // The pause acknowledgement: done once it holds the final voucher.
+            if self.last_voucher.is_none_or(|v| u.paid >= v.amount) {
+                self.pause_unacked = false;
+            }
+            return Ok(());
+        }
         if self.phase != Phase::Serving {
             return Ok(());
         }

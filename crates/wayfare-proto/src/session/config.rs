@@ -31,6 +31,9 @@ pub struct SessionConfig {
     /// costs over one interval plus grace at the agreed price (default 32 MiB/s, about
     /// 270 Mbit/s: an honest buyer faster than that would be cut, so raise it with capacity).
     pub max_debt_flow: u64,
+    /// How long a seller keeps a paused channel (the buyer sent `CloseRequest { Pause }`) waiting
+    /// for a `Resume` before it settles its best voucher and ends (default 1 hour).
+    pub pause_timeout: Duration,
     /// A fixed max debt in wei, used instead of `max_debt_flow` when set.
     pub max_debt_wei: Option<U256>,
     /// How far the seller moves from its list terms on a counter-offer.
@@ -78,6 +81,7 @@ impl Default for SessionConfig {
             slack_flow: MIB,
             retransmit: Duration::from_secs(3),
             max_debt_flow: 32 * MIB,
+            pause_timeout: Duration::from_secs(3600),
             max_debt_wei: None,
             counter_offer: CounterOfferBounds {
                 min_price_per_mib: 0,

@@ -42,6 +42,10 @@ pub enum EndReason {
     NoReveal = 14,
     /// The buyer's user chose to leave.
     UserLeft = 15,
+    /// The buyer paused: service stopped, the channel stays open for a later resume.
+    Paused = 16,
+    /// The seller held a paused channel for `pause_timeout` without a resume and settled it.
+    PauseTimeout = 17,
 }
 
 impl EndReason {
@@ -63,6 +67,8 @@ impl EndReason {
             13 => Self::Refused,
             14 => Self::NoReveal,
             15 => Self::UserLeft,
+            16 => Self::Paused,
+            17 => Self::PauseTimeout,
             _ => return None,
         })
     }
@@ -151,7 +157,8 @@ pub enum SellerEvent {
     Persist(Box<SellerSnapshot>),
     /// The channel is open with the offer's terms: provision the buyer's access, then call
     /// [`SellerSession::reveal`](crate::session::SellerSession::reveal) (also emitted after a
-    /// restore while serving, to bring the access back; no reveal is needed then).
+    /// restore while serving, to bring the access back; no reveal is needed then; and after a
+    /// `Resume`, with the buyer's new WireGuard key: provision that one, then `reveal`).
     StartService {
         /// The channel.
         channel_id: B256,
@@ -230,6 +237,16 @@ pub enum BuyerEvent {
     StopService {
         /// Why.
         reason: EndReason,
+    },
+    /// The session is paused: service stopped, the final voucher sent, the channel left open.
+    /// The `Persist` before this event holds the paused snapshot: keep it. Keep driving the
+    /// session until its `poll_timeout` is `None` (the pause was acknowledged, or gave up after
+    /// `close_timeout`), then it may be dropped. To reconnect on the same channel call
+    /// [`BuyerSession::resume`](crate::session::BuyerSession::resume) with that snapshot (it
+    /// replaces this session); to close instead, `leave` (on this session or a restored one).
+    Paused {
+        /// The channel.
+        channel_id: B256,
     },
     /// Add `amount` to the channel's deposit (`topUp`).
     TopUp {

@@ -20,6 +20,17 @@
 //!  CloseRequest  ───────────────────────▶  StopService, CloseConsent
 //!                ◀───────────────────────  CloseConsent → Leave{Cooperative}
 //! ```
+//!
+//! Pause and resume keep the channel across sessions, with no chain transaction:
+//!
+//! ```text
+//!  pause(): StopService, Persist, Voucher, CloseRequest{Pause} ─▶  StopService{Paused}, Persist
+//!  Paused (event)  ◀──────────────────────────────────────────  Usage (the ack; no consent)
+//!        … the buyer is away; the seller settles after pause_timeout …
+//!  BuyerSession::resume(snapshot): Persist, Resume (signed) ───▶  StartService → reveal()
+//!                  ◀──────────────────────────────────────────  Reveal (sealed to the new key)
+//!  StartService; vouchers go on from the last one
+//! ```
 
 mod buyer;
 mod config;

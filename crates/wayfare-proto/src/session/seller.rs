@@ -1,16 +1,17 @@
 //! The seller's side of a session: quote, wait for the channel, reveal, meter, collect vouchers,
-//! cut and settle.
+//! cut and settle; pause and resume on the same channel.
 
 use alloy_primitives::{Address, B256, U256};
 use alloy_sol_types::Eip712Domain;
 use rand_core::{CryptoRng, RngCore};
 
 use crate::billing::{self, min_acceptable};
+use crate::codec::DecodeError;
 use crate::eip712;
 use crate::keys::SecretKey;
 use crate::messages::{
-    CloseReason, CloseRequest, Message, Quote, QuoteRequest, Refusal, RefusalReason, Reveal,
-    SignedCloseConsent, SignedVoucher, Usage,
+    CloseReason, CloseRequest, Message, Quote, QuoteRequest, Refusal, RefusalReason, Resume,
+    Reveal, SignedCloseConsent, SignedVoucher, Usage,
 };
 use crate::negotiation::{self, offer_terms};
 use crate::seal::{self, RevealPayload};
@@ -19,7 +20,7 @@ use crate::session::error::SessionError;
 use crate::session::events::{ChainEvent, EndReason, SellerEvent, billed_seconds};
 use crate::session::outbox::Outbox;
 use crate::session::snapshot::{ChannelState, SellerPhase, SellerSnapshot};
-use crate::types::{ServiceSet, Terms, Timestamp};
+use crate::types::{Service, ServiceSet, Terms, Timestamp};
 
 /// Who the seller is and what it lists.
 #[derive(Debug, Clone)]
@@ -47,6 +48,9 @@ enum Phase {
     Serving,
     /// The buyer asked to close: consent sent, still taking a final voucher until the deadline.
     Closing,
+    /// The buyer paused: service stopped, the channel kept for a `Resume` until the pause
+    /// deadline, then settled.
+    Paused,
     Ended,
 }
 
@@ -58,6 +62,7 @@ impl Phase {
             Self::Provisioning => "provisioning",
             Self::Serving => "serving",
             Self::Closing => "closing",
+            Self::Paused => "paused",
             Self::Ended => "ended",
         }
     }
@@ -81,6 +86,9 @@ pub struct SellerSession {
     best: Option<SignedVoucher>,
     last_arrival: Timestamp,
     closing_deadline: Timestamp,
+    paused_at: Timestamp,
+    /// Seconds billed in earlier service runs (before a pause).
+    prior_seconds: u64,
     consent: Option<SignedCloseConsent>,
     end: Option<EndReason>,
     out: Outbox<SellerEvent>,
@@ -106,6 +114,8 @@ impl SellerSession {
             best: None,
             last_arrival: Timestamp::default(),
             closing_deadline: Timestamp::default(),
+            paused_at: Timestamp::default(),
+            prior_seconds: 0,
             consent: None,
             end: None,
             out: Outbox::default(),
@@ -114,7 +124,8 @@ impl SellerSession {
 
     /// Rebuilds a session from its last persisted snapshot. A serving session emits
     /// `StartService { needs_reveal: false }` so the shell brings the buyer's access back, and
-    /// gives the buyer a fresh interval + grace to pay.
+    /// gives the buyer a fresh interval + grace to pay. A paused session stays paused, its pause
+    /// deadline counted from `now`.
     pub fn restore(
         snapshot: SellerSnapshot,
         params: SellerParams,
@@ -128,6 +139,7 @@ impl SellerSession {
             SellerPhase::Serving => Phase::Serving,
             SellerPhase::Ended => Phase::Ended,
             SellerPhase::Closing => Phase::Closing,
+            SellerPhase::Paused => Phase::Paused,
         };
         s.request = Some(snapshot.request);
         s.quote = Some(snapshot.quote);
@@ -137,8 +149,10 @@ impl SellerSession {
         s.meter_bytes = snapshot.meter_bytes;
         s.best = snapshot.best;
         s.end = snapshot.end;
+        s.prior_seconds = snapshot.prior_seconds;
         s.last_arrival = now;
         s.closing_deadline = now.saturating_add(s.config.close_timeout);
+        s.paused_at = now;
         if matches!(s.phase, Phase::Provisioning | Phase::Serving) {
             s.emit_start_service(s.phase == Phase::Provisioning);
         }
@@ -174,6 +188,7 @@ impl SellerSession {
             }
             Message::Voucher(v) => self.on_voucher(v, now),
             Message::CloseRequest(c) => self.on_close_request(c, now),
+            Message::Resume(r) => self.on_resume(r, now),
             other => Err(self.unexpected(other.name(), self.phase)),
         }
     }
@@ -278,12 +293,18 @@ impl SellerSession {
                     self.end(EndReason::BuyerClosed);
                 }
             }
+            Phase::Paused => {
+                if now >= self.pause_deadline() {
+                    self.settle_best();
+                    self.end(EndReason::PauseTimeout);
+                }
+            }
             Phase::AwaitingRequest | Phase::Provisioning | Phase::Ended => {}
         }
     }
 
-    /// The shell provisioned the buyer's access: seal `payload` to the buyer, send it, and start
-    /// serving (and billing) now.
+    /// The shell provisioned the buyer's access: seal `payload` to the buyer (to the key of its
+    /// latest `Resume`, after a resume), send it, and start serving (and billing) now.
     pub fn reveal<R: CryptoRng + RngCore>(
         &mut self,
         payload: &RevealPayload,
@@ -337,6 +358,7 @@ impl SellerSession {
             Phase::Quoted => Some(self.open_deadline()),
             Phase::Serving => Some(self.payment_deadline()),
             Phase::Closing => Some(self.closing_deadline),
+            Phase::Paused => Some(self.pause_deadline()),
             Phase::AwaitingRequest | Phase::Provisioning | Phase::Ended => None,
         }
     }
@@ -349,6 +371,7 @@ impl SellerSession {
             Phase::Provisioning => SellerPhase::Provisioning,
             Phase::Serving => SellerPhase::Serving,
             Phase::Closing => SellerPhase::Closing,
+            Phase::Paused => SellerPhase::Paused,
             Phase::Ended => SellerPhase::Ended,
         };
         Some(SellerSnapshot {
@@ -361,6 +384,7 @@ impl SellerSession {
             meter_bytes: self.meter_bytes,
             best: self.best,
             end: self.end,
+            prior_seconds: self.prior_seconds,
         })
     }
 
@@ -369,6 +393,11 @@ impl SellerSession {
     /// Whether the buyer is being served.
     pub fn is_serving(&self) -> bool {
         self.phase == Phase::Serving
+    }
+
+    /// Whether the buyer paused: service stopped, the channel kept open for a `Resume`.
+    pub fn is_paused(&self) -> bool {
+        self.phase == Phase::Paused
     }
 
     /// Whether the session is over.
@@ -401,16 +430,16 @@ impl SellerSession {
         self.meter_bytes
     }
 
-    /// What the seller's meter says the buyer owes at `now` (time stops counting when service
-    /// stops).
+    /// What the seller's meter says the buyer owes at `now`: all bytes metered on the channel,
+    /// and the seconds of every service run (time stops counting when service stops, and a pause
+    /// is not billed).
     pub fn owed(&self, now: Timestamp) -> U256 {
-        let now = self.service_end.map_or(now, |e| e.min(now));
         let Some(t) = self.terms() else {
             return U256::ZERO;
         };
         billing::owed(
             self.meter_bytes,
-            billed_seconds(self.service_start, now),
+            self.billed_seconds(now),
             t.price_per_mib,
             t.price_per_second,
         )
@@ -470,6 +499,26 @@ impl SellerSession {
     fn payment_deadline(&self) -> Timestamp {
         Timestamp(self.last_arrival.0.saturating_add(self.interval_ms()))
             .saturating_add(self.config.grace)
+    }
+
+    fn pause_deadline(&self) -> Timestamp {
+        self.paused_at.saturating_add(self.config.pause_timeout)
+    }
+
+    /// Seconds billed so far: earlier runs plus the current one (up to its stop).
+    fn billed_seconds(&self, now: Timestamp) -> u64 {
+        let now = self.service_end.map_or(now, |e| e.min(now));
+        self.prior_seconds
+            .saturating_add(billed_seconds(self.service_start, now))
+    }
+
+    fn usage(&self, channel_id: B256, now: Timestamp) -> Usage {
+        Usage {
+            channel_id,
+            bytes: self.meter_bytes,
+            seconds: self.billed_seconds(now),
+            paid: self.best_amount(),
+        }
     }
 
     fn open_deadline(&self) -> Timestamp {
@@ -613,7 +662,7 @@ impl SellerSession {
     }
 
     fn on_voucher(&mut self, v: SignedVoucher, now: Timestamp) -> Result<(), SessionError> {
-        if !matches!(self.phase, Phase::Serving | Phase::Closing) {
+        if !matches!(self.phase, Phase::Serving | Phase::Closing | Phase::Paused) {
             return Err(self.unexpected("Voucher", self.phase));
         }
         let Some(channel) = self.channel else {
@@ -646,6 +695,12 @@ impl SellerSession {
         if self.phase == Phase::Closing {
             return Ok(());
         }
+        if self.phase == Phase::Paused {
+            // A late final voucher: kept, acknowledged, never checked against the meter.
+            let usage = self.usage(channel.channel_id, now);
+            self.out.transmit(Message::Usage(usage).encode());
+            return Ok(());
+        }
         let terms = self.terms().unwrap_or_default_terms();
         let required = min_acceptable(owed, self.config.tolerance_bps, self.config.slack(&terms));
         if v.amount < required {
@@ -657,21 +712,32 @@ impl SellerSession {
         if is_new || owed <= v.amount {
             self.last_arrival = now;
         }
-        let usage = Usage {
-            channel_id: channel.channel_id,
-            bytes: self.meter_bytes,
-            seconds: billed_seconds(self.service_start, now),
-            paid: self.best_amount(),
-        };
+        let usage = self.usage(channel.channel_id, now);
         self.out.transmit(Message::Usage(usage).encode());
         Ok(())
     }
 
     fn on_close_request(&mut self, c: CloseRequest, now: Timestamp) -> Result<(), SessionError> {
         self.check_channel(c.channel_id)?;
+        let pause = c.reason == CloseReason::Pause;
         match self.phase {
-            Phase::Serving | Phase::Provisioning => {
-                self.stop_service(EndReason::BuyerClosed, now);
+            Phase::Serving if pause => {
+                self.pause(c.channel_id, now);
+                return Ok(());
+            }
+            // A buyer pauses a run only after that run's reveal, which leaves Provisioning: this
+            // is a late pause request of an earlier run (reordered behind the `Resume`).
+            Phase::Provisioning if pause => return Ok(()),
+            Phase::Paused if pause => {
+                // A retransmitted pause: acknowledge again.
+                let usage = self.usage(c.channel_id, now);
+                self.out.transmit(Message::Usage(usage).encode());
+                return Ok(());
+            }
+            Phase::Serving | Phase::Provisioning | Phase::Paused => {
+                if self.phase != Phase::Paused {
+                    self.stop_service(EndReason::BuyerClosed, now);
+                }
                 self.phase = Phase::Closing;
                 self.end = Some(EndReason::BuyerClosed);
                 self.closing_deadline = now.saturating_add(self.config.close_timeout);
@@ -695,6 +761,74 @@ impl SellerSession {
         self.consent = Some(consent);
         self.out.transmit(Message::CloseConsent(consent).encode());
         Ok(())
+    }
+}
+
+impl SellerSession {
+    /// The buyer paused: stop, fold the run's seconds into `prior_seconds`, keep the channel and
+    /// the best voucher, acknowledge with a `Usage` (no consent, no settle).
+    fn pause(&mut self, channel_id: B256, now: Timestamp) {
+        self.stop_service(EndReason::Paused, now);
+        self.prior_seconds = self.billed_seconds(now);
+        self.service_start = None;
+        self.service_end = None;
+        self.phase = Phase::Paused;
+        self.paused_at = now;
+        self.persist();
+        let usage = self.usage(channel_id, now);
+        self.out.transmit(Message::Usage(usage).encode());
+    }
+
+    fn on_resume(&mut self, r: Resume, now: Timestamp) -> Result<(), SessionError> {
+        self.check_channel(r.channel_id)?;
+        if !matches!(
+            self.phase,
+            Phase::Paused | Phase::Provisioning | Phase::Serving
+        ) {
+            return Err(self.unexpected("Resume", self.phase));
+        }
+        let (Some(channel), Some(request)) = (&self.channel, &self.request) else {
+            return Err(self.unexpected("Resume", self.phase));
+        };
+        let digest =
+            eip712::resume_digest(r.channel_id, r.buyer_key, r.wireguard_key, &self.domain);
+        eip712::verify_signer(digest, &r.signature, channel.voucher_signer)?;
+        if (request.service == Service::WireGuard) != r.wireguard_key.is_some() {
+            return Err(DecodeError::BadValue {
+                field: "resume.wireguard_key",
+                reason: "required for WireGuard and forbidden for shadowsocks",
+            }
+            .into());
+        }
+        let same_keys =
+            request.buyer_key == r.buyer_key && request.wireguard_key == r.wireguard_key;
+        match self.phase {
+            Phase::Paused => {
+                if let Some(req) = &mut self.request {
+                    req.buyer_key = r.buyer_key;
+                    req.wireguard_key = r.wireguard_key;
+                }
+                // The old reveal is sealed to the old key; `reveal()` seals a new one.
+                self.reveal = None;
+                self.service_start = None;
+                self.service_end = None;
+                self.last_arrival = now;
+                self.phase = Phase::Provisioning;
+                self.persist();
+                self.emit_start_service(true);
+                Ok(())
+            }
+            // The same resume again: the reveal follows (or is resent) for the same key.
+            _ if same_keys => {
+                if self.phase == Phase::Serving
+                    && let Some(rv) = &self.reveal
+                {
+                    self.out.transmit(Message::Reveal(rv.clone()).encode());
+                }
+                Ok(())
+            }
+            p => Err(self.unexpected("a Resume with other keys", p)),
+        }
     }
 }
 
@@ -725,6 +859,7 @@ impl CloseReason {
                 Self::PaymentProblem
             }
             EndReason::SellerClosed => Self::SellerShutdown,
+            EndReason::Paused => Self::Pause,
             _ => Self::BuyerDone,
         }
     }

@@ -4,6 +4,10 @@
 //! signing key (which lives in the keystore and is passed to `restore`). Its bytes are
 //! `"WFSS"` or `"WFBS"`, a version byte, then the fields in the [`crate::codec`] format; decoding is
 //! as strict as for messages.
+//!
+//! Version 2 adds the `Paused` phases and appends `prior_seconds` (a `u64`) after the last
+//! version-1 field. Version-1 bytes still decode (with `prior_seconds` = 0) and re-encode as
+//! version 2.
 
 use alloy_primitives::{Address, B256, U256};
 
@@ -13,8 +17,10 @@ use crate::seal::RevealPayload;
 use crate::session::events::EndReason;
 use crate::types::Timestamp;
 
-/// Snapshot format version this build writes and reads.
-pub const SNAPSHOT_VERSION: u8 = 1;
+/// Snapshot format version this build writes (it also reads version 1).
+pub const SNAPSHOT_VERSION: u8 = 2;
+/// The oldest snapshot version this build still reads.
+const OLDEST_VERSION: u8 = 1;
 const SELLER_MAGIC: &[u8; 4] = b"WFSS";
 const BUYER_MAGIC: &[u8; 4] = b"WFBS";
 
@@ -46,6 +52,9 @@ pub enum SellerPhase {
     /// The buyer asked to close: consent sent, a final voucher still taken, settles at the
     /// close deadline unless the channel closes first.
     Closing = 5,
+    /// The buyer paused: service stopped, the channel kept open for a `Resume` until the pause
+    /// timeout, then settled (since version 2).
+    Paused = 6,
 }
 
 /// Where a buyer session stands.
@@ -62,6 +71,9 @@ pub enum BuyerPhase {
     Closing = 4,
     /// Over.
     Ended = 5,
+    /// Paused: service stopped, final voucher sent, the channel left open for a later
+    /// [`BuyerSession::resume`](crate::session::BuyerSession::resume) (since version 2).
+    Paused = 6,
 }
 
 /// A seller session's persisted state.
@@ -77,7 +89,7 @@ pub struct SellerSnapshot {
     pub channel: Option<ChannelState>,
     /// The sealed reveal sent (resent if the buyer asks again).
     pub reveal: Option<Reveal>,
-    /// When service started.
+    /// When the current service run started (`None` while paused).
     pub service_start: Option<Timestamp>,
     /// Bytes metered so far.
     pub meter_bytes: u64,
@@ -85,6 +97,8 @@ pub struct SellerSnapshot {
     pub best: Option<SignedVoucher>,
     /// Why it ended, once ended.
     pub end: Option<EndReason>,
+    /// Seconds billed in earlier service runs on this channel (before a pause); 0 in version 1.
+    pub prior_seconds: u64,
 }
 
 /// A 32-byte secret whose `Debug` is redacted.
@@ -110,9 +124,10 @@ pub struct BuyerSnapshot {
     pub quote: Quote,
     /// The channel, once open.
     pub channel: Option<ChannelState>,
-    /// The opened reveal, once received.
+    /// The opened reveal, once received (while resuming, the previous run's until the new one
+    /// arrives).
     pub reveal: Option<RevealPayload>,
-    /// When service started.
+    /// When the current service run started (`None` while paused).
     pub service_start: Option<Timestamp>,
     /// Accepted bytes metered so far.
     pub meter_bytes: u64,
@@ -120,6 +135,8 @@ pub struct BuyerSnapshot {
     pub last_voucher: Option<SignedVoucher>,
     /// Why it is ending or ended.
     pub end: Option<EndReason>,
+    /// Seconds billed in earlier service runs on this channel (before a pause); 0 in version 1.
+    pub prior_seconds: u64,
 }
 
 fn bad(field: &'static str, reason: &'static str) -> DecodeError {
@@ -149,7 +166,8 @@ fn write_header(w: &mut Writer, magic: &[u8; 4]) {
     w.u8(SNAPSHOT_VERSION);
 }
 
-fn read_header(r: &mut Reader<'_>, magic: &[u8; 4]) -> Result<(), DecodeError> {
+/// Reads the magic and the version (1 or 2), returning the version.
+fn read_header(r: &mut Reader<'_>, magic: &[u8; 4]) -> Result<u8, DecodeError> {
     if &r.array::<4>("snapshot.magic")? != magic {
         return Err(bad(
             "snapshot.magic",
@@ -157,13 +175,22 @@ fn read_header(r: &mut Reader<'_>, magic: &[u8; 4]) -> Result<(), DecodeError> {
         ));
     }
     let v = r.u8("snapshot.version")?;
-    if v != SNAPSHOT_VERSION {
+    if !(OLDEST_VERSION..=SNAPSHOT_VERSION).contains(&v) {
         return Err(DecodeError::UnknownVersion {
             found: v,
             supported: SNAPSHOT_VERSION,
         });
     }
-    Ok(())
+    Ok(v)
+}
+
+/// `prior_seconds`: absent (0) in version 1.
+fn read_prior_seconds(r: &mut Reader<'_>, version: u8) -> Result<u64, DecodeError> {
+    if version < 2 {
+        Ok(0)
+    } else {
+        r.u64("snapshot.prior_seconds")
+    }
 }
 
 fn write_time(w: &mut Writer, t: Option<&Timestamp>) {
@@ -197,16 +224,18 @@ impl WireFormat for SellerSnapshot {
         w.u64(self.meter_bytes);
         w.option(self.best.as_ref(), |w, v| v.write(w));
         write_end(w, self.end.as_ref());
+        w.u64(self.prior_seconds);
     }
 
     fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
-        read_header(r, SELLER_MAGIC)?;
+        let version = read_header(r, SELLER_MAGIC)?;
         let phase = match r.u8("snapshot.phase")? {
             1 => SellerPhase::Quoted,
             2 => SellerPhase::Provisioning,
             3 => SellerPhase::Serving,
             4 => SellerPhase::Ended,
             5 => SellerPhase::Closing,
+            6 if version >= 2 => SellerPhase::Paused,
             _ => return Err(bad("snapshot.phase", "unknown seller phase")),
         };
         let s = Self {
@@ -219,8 +248,12 @@ impl WireFormat for SellerSnapshot {
             meter_bytes: r.u64("snapshot.meter_bytes")?,
             best: r.option("snapshot.best", SignedVoucher::read)?,
             end: read_end(r)?,
+            prior_seconds: read_prior_seconds(r, version)?,
         };
-        if matches!(phase, SellerPhase::Provisioning | SellerPhase::Serving) && s.channel.is_none()
+        if matches!(
+            phase,
+            SellerPhase::Provisioning | SellerPhase::Serving | SellerPhase::Paused
+        ) && s.channel.is_none()
         {
             return Err(bad(
                 "snapshot.channel",
@@ -231,6 +264,12 @@ impl WireFormat for SellerSnapshot {
             return Err(bad(
                 "snapshot.service_start",
                 "a serving session needs its start time",
+            ));
+        }
+        if phase == SellerPhase::Paused && s.service_start.is_some() {
+            return Err(bad(
+                "snapshot.service_start",
+                "a paused session has no running service",
             ));
         }
         Ok(s)
@@ -250,16 +289,18 @@ impl WireFormat for BuyerSnapshot {
         w.u64(self.meter_bytes);
         w.option(self.last_voucher.as_ref(), |w, v| v.write(w));
         write_end(w, self.end.as_ref());
+        w.u64(self.prior_seconds);
     }
 
     fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
-        read_header(r, BUYER_MAGIC)?;
+        let version = read_header(r, BUYER_MAGIC)?;
         let phase = match r.u8("snapshot.phase")? {
             1 => BuyerPhase::Opening,
             2 => BuyerPhase::AwaitingReveal,
             3 => BuyerPhase::Serving,
             4 => BuyerPhase::Closing,
             5 => BuyerPhase::Ended,
+            6 if version >= 2 => BuyerPhase::Paused,
             _ => return Err(bad("snapshot.phase", "unknown buyer phase")),
         };
         let s = Self {
@@ -273,8 +314,12 @@ impl WireFormat for BuyerSnapshot {
             meter_bytes: r.u64("snapshot.meter_bytes")?,
             last_voucher: r.option("snapshot.last_voucher", SignedVoucher::read)?,
             end: read_end(r)?,
+            prior_seconds: read_prior_seconds(r, version)?,
         };
-        if matches!(phase, BuyerPhase::AwaitingReveal | BuyerPhase::Serving) && s.channel.is_none()
+        if matches!(
+            phase,
+            BuyerPhase::AwaitingReveal | BuyerPhase::Serving | BuyerPhase::Paused
+        ) && s.channel.is_none()
         {
             return Err(bad(
                 "snapshot.channel",
@@ -285,6 +330,12 @@ impl WireFormat for BuyerSnapshot {
             return Err(bad(
                 "snapshot.service_start",
                 "a serving session needs its start and reveal",
+            ));
+        }
+        if phase == BuyerPhase::Paused && s.service_start.is_some() {
+            return Err(bad(
+                "snapshot.service_start",
+                "a paused session has no running service",
             ));
         }
         Ok(s)

@@ -18,6 +18,7 @@ use wayfare_proto::session::AcceptedBytes;
 use wayfare_proto::session::{
     BuyerEvent, BuyerParams, BuyerSession, BuyerSnapshot, ChainEvent, ChannelOpened, CloseAction,
     EndReason, SellerEvent, SellerParams, SellerSession, SellerSnapshot, SessionConfig,
+    SessionError,
 };
 use wayfare_proto::{Service, ServiceSet, Terms, Timestamp};
 
@@ -289,7 +290,7 @@ impl FakeChain {
         self.close(v.channel_id, v.amount, now);
     }
 
-    fn start_close(&mut self, id: B256, now: u64) {
+    pub fn start_close(&mut self, id: B256, now: u64) {
         let challenge = self.challenge_ms;
         let Some(c) = self.channels.get_mut(&id) else {
             return;
@@ -376,6 +377,7 @@ pub struct Log {
     pub seller_stop: Option<(u64, EndReason)>,
     pub buyer_stop: Option<(u64, EndReason)>,
     pub leave: Option<(u64, EndReason, CloseAction)>,
+    pub paused: Vec<(u64, B256)>,
     pub settles: Vec<SignedVoucher>,
     pub top_ups: u32,
     pub vouchers_signed: Vec<U256>,
@@ -399,9 +401,11 @@ pub struct World {
     pub seller_up: bool,
     pub buyer_up: bool,
     pub true_bytes: u64,
-    /// First and last instant both sides were up (true usage time).
+    /// First and last instant both sides were up in the current run (true usage time).
     pub true_start: Option<u64>,
     pub true_end: Option<u64>,
+    /// Whole seconds of earlier runs (both sides up again after both were down: a resume).
+    pub true_prior_secs: u64,
     carry_true: f64,
     carry_seller: f64,
     carry_buyer: f64,
@@ -458,6 +462,7 @@ impl World {
             true_bytes: 0,
             true_start: None,
             true_end: None,
+            true_prior_secs: 0,
             carry_true: 0.0,
             carry_seller: 0.0,
             carry_buyer: 0.0,
@@ -496,13 +501,14 @@ impl World {
         self.seller.is_ended() && self.buyer.is_ended()
     }
 
-    /// What true usage costs.
+    /// What true usage costs (the seconds of every run, not the gaps between them).
     pub fn true_owed(&self) -> U256 {
-        let secs = match (self.true_start, self.true_end) {
-            (Some(s), Some(e)) => (e - s) / 1000,
-            (Some(s), None) => (self.now - s) / 1000,
-            _ => 0,
-        };
+        let secs = self.true_prior_secs
+            + match (self.true_start, self.true_end) {
+                (Some(s), Some(e)) => (e - s) / 1000,
+                (Some(s), None) => (self.now - s) / 1000,
+                _ => 0,
+            };
         let t = self.seller.terms().expect("terms");
         billing::owed(self.true_bytes, secs, t.price_per_mib, t.price_per_second).expect("owed")
     }
@@ -572,7 +578,7 @@ impl World {
                 wireguard_key,
                 ..
             } => {
-                assert_eq!(wireguard_key, Some([0x44; 32]));
+                assert_eq!(wireguard_key, self.buyer_params.wireguard_key);
                 self.seller_up = true;
                 if needs_reveal {
                     let payload = reveal_payload();
@@ -625,6 +631,9 @@ impl World {
                 self.buyer_up = false;
                 self.log.buyer_stop.get_or_insert((self.now, reason));
             }
+            BuyerEvent::Paused { channel_id } => {
+                self.log.paused.push((self.now, channel_id));
+            }
             BuyerEvent::TopUp { channel_id, amount } => {
                 self.log.top_ups += 1;
                 self.chain.top_up(channel_id, amount, self.now);
@@ -673,6 +682,11 @@ impl World {
         // Traffic flows while both ends are up.
         let dt = STEP_MS as f64 / 1000.0;
         if self.seller_up && self.buyer_up {
+            if let (Some(s), Some(e)) = (self.true_start, self.true_end) {
+                // A new run after a stop (a resume): bank the last one.
+                self.true_prior_secs += (e - s) / 1000;
+                self.true_start = None;
+            }
             self.true_start.get_or_insert(self.now - STEP_MS);
             self.true_end = None;
             let true_bytes = self.cfg.flow as f64 * dt + self.carry_true;
@@ -755,6 +769,26 @@ impl World {
         self.s2b.clear();
         self.buyer_up = false;
         self.drain();
+    }
+
+    /// The buyer's user reconnects a paused channel: a new `BuyerSession::resume` from the
+    /// stored (paused) snapshot, with the params changed by `f` (fresh reveal seed, new
+    /// WireGuard key, or another voucher key to test refusals).
+    pub fn resume_buyer(&mut self, f: impl FnOnce(&mut BuyerParams)) -> Result<(), SessionError> {
+        let snap = BuyerSnapshot::from_bytes(self.buyer_store.as_deref().expect("buyer persisted"))
+            .expect("decode");
+        let mut params = self.buyer_params.clone();
+        f(&mut params);
+        self.buyer =
+            BuyerSession::resume(snap, params.clone(), self.cfg.session.clone(), self.t())?;
+        self.buyer_params = params;
+        self.buyer_up = false;
+        self.drain();
+        Ok(())
+    }
+
+    pub fn buyer_params(&self) -> &BuyerParams {
+        &self.buyer_params
     }
 
     pub fn max_debt(&self) -> U256 {
