@@ -38,6 +38,9 @@ use crate::{
     store::{ActionRow, Store},
 };
 
+/// How long one message to a peer may take before the next one goes.
+const SEND_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// How long one chain action may take before it is retried.
 const ACTION_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -155,7 +158,16 @@ impl Shared {
         let internal = self.internal.clone();
         tokio::spawn(async move {
             while let Some(bytes) = rx.recv().await {
-                let result = p2p.request_raw(peer, bytes).await;
+                // One stuck request must not hold the ones behind it (the next voucher) past
+                // the seller's grace: give up on it; the session resends what matters.
+                let result =
+                    match tokio::time::timeout(SEND_TIMEOUT, p2p.request_raw(peer, bytes)).await {
+                        Ok(r) => r,
+                        Err(_) => Err(P2pError::Request {
+                            peer,
+                            reason: format!("no answer within {} s", SEND_TIMEOUT.as_secs()),
+                        }),
+                    };
                 if internal
                     .send(Internal::Reply {
                         session: session.clone(),
