@@ -322,7 +322,15 @@ impl BuyerRole {
         }
         let peer = PeerId::from_bytes(&offer.peer_id)
             .map_err(|e| NodeError::Invalid(format!("offer names a bad peer id: {e}")))?;
-        let info = shared.chain.seller(offer.seller).await?;
+        // Never hold the node (and its sessions) on a chain that doesn't answer.
+        let info = tokio::time::timeout(Duration::from_secs(10), shared.chain.seller(offer.seller))
+            .await
+            .map_err(|_| {
+                NodeError::Chain(wayfare_chain::ChainError::unreachable(
+                    shared.chain.rpc_url(),
+                    "no answer within 10 s",
+                ))
+            })??;
         if !info.active {
             return Err(NodeError::NoOffers(format!(
                 "seller {} is not active in the registry any more",

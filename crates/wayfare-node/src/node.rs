@@ -604,26 +604,19 @@ impl Node {
                 } else {
                     self.buyer.as_ref().map(|b| b.client.clone())
                 };
-                let r = match client {
-                    None => Err(NodeError::Invalid(
-                        "withdrawing needs the seller's account keystore ([seller] account_keystore) or a buyer role".into(),
-                    )),
-                    Some(c) => {
-                        let me = c.from().unwrap_or_default();
-                        let amount = c.withdrawable(me).await.map_err(NodeError::Chain);
-                        match amount {
-                            Err(e) => Err(e),
-                            Ok(a) if a.is_zero() => Err(NodeError::Invalid(format!(
-                                "nothing to withdraw for {me}: channels credit it when they close"
-                            ))),
-                            Ok(a) => c.withdraw().await.map_err(NodeError::Chain).map(|o| TxView {
-                                tx: o.hash.to_string(),
-                                amount_wei: Some(a.to_string()),
-                            }),
-                        }
+                match client {
+                    None => {
+                        let _ = tx.send(Err(NodeError::Invalid(
+                            "withdrawing needs the seller's account keystore ([seller] account_keystore) or a buyer role".into(),
+                        )));
                     }
-                };
-                let _ = tx.send(r);
+                    // A transaction takes a block or more: off the actor, so sessions go on.
+                    Some(c) => {
+                        tokio::spawn(async move {
+                            let _ = tx.send(withdraw(c).await);
+                        });
+                    }
+                }
             }
         }
     }
@@ -728,6 +721,21 @@ impl Node {
             sessions: self.sessions(),
         }
     }
+}
+
+async fn withdraw(c: MarketClient) -> Result<TxView, NodeError> {
+    let me = c.from().unwrap_or_default();
+    let amount = c.withdrawable(me).await?;
+    if amount.is_zero() {
+        return Err(NodeError::Invalid(format!(
+            "nothing to withdraw for {me}: channels credit it when they close"
+        )));
+    }
+    let o = c.withdraw().await?;
+    Ok(TxView {
+        tx: o.hash.to_string(),
+        amount_wei: Some(amount.to_string()),
+    })
 }
 
 /// The service's name for a code.

@@ -884,7 +884,12 @@ impl SellerRole {
             .as_ref()
             .and_then(|c| c.from())
             .unwrap_or(self.account);
-        let withdrawable = shared.chain.withdrawable(payout).await.ok();
+        // Never hold the node (and its sessions) on a chain that doesn't answer.
+        let withdrawable =
+            tokio::time::timeout(Duration::from_secs(3), shared.chain.withdrawable(payout))
+                .await
+                .ok()
+                .and_then(Result::ok);
         let sessions: Vec<SessionView> = sessions
             .into_iter()
             .filter(|s| s.role == "seller")
