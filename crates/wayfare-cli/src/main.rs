@@ -39,7 +39,13 @@ enum Cmd {
     /// Run the node (seller and/or buyer, per its TOML config) until Ctrl-C.
     Daemon(node_cmd::DaemonArgs),
     /// The offers sellers announce (seller, region, service, X, Y, Z, W, score).
-    Offers(node_cmd::ApiArgs),
+    Offers {
+        #[command(flatten)]
+        api: node_cmd::ApiArgs,
+        /// Order: utility (score against price, what `connect` picks), score, or price.
+        #[arg(long, default_value = "utility", value_parser = ["utility", "score", "price"])]
+        sort: String,
+    },
     /// Buy: negotiate, open a channel, connect through the tunnel and pay as you go.
     Connect {
         #[command(flatten)]
@@ -100,7 +106,7 @@ fn main() -> std::process::ExitCode {
             Cmd::Proxy(args) => proxy_cmd::run(args).await,
             Cmd::Tunnel(args) => tunnel_cmd::run(args).await,
             Cmd::Daemon(args) => node_cmd::daemon(args).await,
-            Cmd::Offers(api) => node_cmd::offers(api).await,
+            Cmd::Offers { api, sort } => node_cmd::offers(api, &sort).await,
             Cmd::Connect { api, args } => node_cmd::connect(api, args).await,
             Cmd::Status(api) => node_cmd::status(api).await,
             Cmd::Disconnect { api, args } => node_cmd::disconnect(api, args).await,

@@ -230,9 +230,9 @@ pub async fn daemon(args: DaemonArgs) -> anyhow::Result<()> {
 }
 
 /// `wayfare offers`.
-pub async fn offers(a: ApiArgs) -> anyhow::Result<()> {
+pub async fn offers(a: ApiArgs, sort: &str) -> anyhow::Result<()> {
     let c = Client::new(&a)?;
-    let offers: Vec<OfferView> = c.get("/v1/offers").await?;
+    let offers: Vec<OfferView> = c.get(&format!("/v1/offers?sort={sort}")).await?;
     if a.json {
         return output::json(&offers);
     }
@@ -253,7 +253,7 @@ pub async fn offers(a: ApiArgs) -> anyhow::Result<()> {
                 o.price_per_second_wei.clone(),
                 o.seller_burn_wei.clone(),
                 o.buyer_burn_wei.clone(),
-                o.score.map_or("-".into(), |s| format!("{s:.2}")),
+                o.score.map_or("-".into(), |s| format!("{s:.3}")),
             ]
         })
         .collect();

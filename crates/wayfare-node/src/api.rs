@@ -116,8 +116,17 @@ async fn status(State(st): State<ApiState>) -> Response {
     }
 }
 
-async fn offers(State(st): State<ApiState>) -> Response {
-    ask(&st, Command::Offers).await
+#[derive(serde::Deserialize)]
+struct OffersQuery {
+    sort: Option<String>,
+}
+
+async fn offers(
+    State(st): State<ApiState>,
+    axum::extract::Query(q): axum::extract::Query<OffersQuery>,
+) -> Response {
+    let sort = q.sort.unwrap_or_default();
+    ask(&st, |tx| Command::Offers(sort, tx)).await
 }
 
 async fn connect(State(st): State<ApiState>, body: Option<Json<ConnectRequest>>) -> Response {

@@ -108,6 +108,38 @@ pub fn offer_view(a: &Announcement) -> OfferView {
     }
 }
 
+/// Weight of price against score in the buyer's choice (see `reputation::utility`).
+pub const PRICE_WEIGHT: f64 = 0.3;
+
+/// Offers with their seller's score and the buyer's utility, best utility first.
+pub fn rank<'a>(
+    offers: &[&'a Announcement],
+    ledger: &crate::reputation::Ledger,
+) -> Vec<(&'a Announcement, f64, f64)> {
+    let params = crate::reputation::ScoreParams::default();
+    let price = |a: &Announcement| {
+        a.terms
+            .price_per_mib
+            .saturating_add(a.terms.price_per_second)
+    };
+    let max = offers.iter().map(|a| price(a)).max().unwrap_or(0);
+    let mut v: Vec<_> = offers
+        .iter()
+        .map(|a| {
+            let score = ledger.seller_score(&a.seller, &params);
+            let u = crate::reputation::utility(score, price(a), max, PRICE_WEIGHT);
+            (*a, score, u)
+        })
+        .collect();
+    // Best utility first; ties: cheaper, then by address (deterministic).
+    v.sort_by(|x, y| {
+        y.2.total_cmp(&x.2)
+            .then(price(x.0).cmp(&price(y.0)))
+            .then(x.0.seller.cmp(&y.0.seller))
+    });
+    v
+}
+
 /// A stored session (not in memory) as the API shows it.
 pub fn row_view(row: &SessionRow) -> SessionView {
     SessionView {
@@ -227,6 +259,7 @@ impl BuyerRole {
         &mut self,
         shared: &mut Shared,
         offers: &OfferBook,
+        ledger: &crate::reputation::Ledger,
         req: ConnectRequest,
     ) -> Result<ConnectAnswer, NodeError> {
         if let Some((id, _)) = self
@@ -291,7 +324,8 @@ impl BuyerRole {
             None => match matching
                 .iter()
                 .find(|a| self.paused_with(shared, a.seller, service).is_some())
-                .or(matching.first())
+                .copied()
+                .or_else(|| rank(&matching, ledger).first().map(|r| r.0))
             {
                 Some(a) => (*a).clone(),
                 None if all.is_empty() => {

@@ -205,6 +205,25 @@ pub async fn run(
         buyer,
     );
     node.restore()?;
+    // Reputation is folded from every market event since the start block: the events before
+    // the cursor are read once here, the watcher brings the rest.
+    if next_block > cfg.chain.start_block {
+        match view
+            .events_between(cfg.chain.start_block, next_block - 1)
+            .await
+        {
+            Ok(logs) => {
+                for l in &logs {
+                    if let Some(ev) = crate::reputation::from_log(l) {
+                        node.ledger.apply(&ev);
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "reading past market events for reputation; scores start empty")
+            }
+        }
+    }
     tokio::spawn(chain_watch::watch(
         view,
         next_block,

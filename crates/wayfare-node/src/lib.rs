@@ -8,6 +8,7 @@
 //!  buyer       pick an offer, open, reveal -> tunnel, pay every interval, leave and close
 //!  actions     durable one-shot chain actions (open, settle, closes, finalize, top-up)
 //!  chain_watch market events -> the sessions
+//!  reputation  scores of sellers and buyers folded from market events (no oracle)
 //!  store       SQLite (WAL, synchronous=FULL), schema versions and migrations
 //!  api         REST on 127.0.0.1 with a bearer token; openapi; metrics
 //!  labnet      a whole network on one machine (namespace lab or loopback): demo and e2e tests
@@ -26,6 +27,7 @@ pub mod metrics;
 pub mod node;
 pub mod openapi;
 pub mod registry;
+pub mod reputation;
 pub mod seller;
 pub mod store;
 

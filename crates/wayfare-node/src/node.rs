@@ -63,8 +63,8 @@ pub fn unix_now() -> u64 {
 pub enum Command {
     /// Node and session summary.
     Status(oneshot::Sender<NodeStatus>),
-    /// The offer book.
-    Offers(oneshot::Sender<Result<Vec<OfferView>, NodeError>>),
+    /// The offer book, sorted by `price`, `score` or `utility` (the default).
+    Offers(String, oneshot::Sender<Result<Vec<OfferView>, NodeError>>),
     /// Start a buyer session.
     Connect(
         ConnectRequest,
@@ -255,6 +255,8 @@ pub struct Node {
     pub(crate) seller: Option<SellerRole>,
     pub(crate) buyer: Option<BuyerRole>,
     pub(crate) offers: OfferBook,
+    /// Reputation folded from every market event since the start block.
+    pub ledger: crate::reputation::Ledger,
 }
 
 impl Node {
@@ -265,6 +267,7 @@ impl Node {
             seller,
             buyer,
             offers: OfferBook::new(),
+            ledger: crate::reputation::Ledger::new(),
         }
     }
 
@@ -397,6 +400,9 @@ impl Node {
         match msg {
             Internal::Log(log, signer) => {
                 self.shared.chain_ok = true;
+                if let Some(ev) = crate::reputation::from_log(&log) {
+                    self.ledger.apply(&ev);
+                }
                 self.on_log(&log, signer);
             }
             Internal::ChainHead(head) => {
@@ -542,23 +548,15 @@ impl Node {
             Command::Status(tx) => {
                 let _ = tx.send(self.status().await);
             }
-            Command::Offers(tx) => {
-                let now_s = unix_now();
-                let views = self
-                    .offers
-                    .query(
-                        &wayfare_p2p::OfferFilter::default(),
-                        now_s,
-                        &wayfare_p2p::CheapestFirst,
-                    )
-                    .into_iter()
-                    .map(crate::buyer::offer_view)
-                    .collect();
-                let _ = tx.send(Ok(views));
+            Command::Offers(sort, tx) => {
+                let _ = tx.send(self.offer_views(&sort));
             }
             Command::Connect(req, tx) => {
                 let r = match &mut self.buyer {
-                    Some(b) => b.connect(&mut self.shared, &self.offers, req).await,
+                    Some(b) => {
+                        b.connect(&mut self.shared, &self.offers, &self.ledger, req)
+                            .await
+                    }
                     None => Err(NodeError::NoRole("buyer")),
                 };
                 let _ = tx.send(r);
@@ -619,6 +617,38 @@ impl Node {
                 }
             }
         }
+    }
+
+    fn offer_views(&self, sort: &str) -> Result<Vec<OfferView>, NodeError> {
+        let offers = self.offers.query(
+            &wayfare_p2p::OfferFilter::default(),
+            unix_now(),
+            &wayfare_p2p::CheapestFirst,
+        );
+        let ranked = crate::buyer::rank(&offers, &self.ledger);
+        let mut views: Vec<(OfferView, f64)> = ranked
+            .into_iter()
+            .map(|(a, score, utility)| {
+                let mut v = crate::buyer::offer_view(a);
+                v.score = Some((score * 1000.0).round() / 1000.0);
+                (v, utility)
+            })
+            .collect();
+        match sort {
+            "price" => {} // the book's order: cheapest first
+            "score" => views.sort_by(|a, b| {
+                b.0.score
+                    .unwrap_or(0.0)
+                    .total_cmp(&a.0.score.unwrap_or(0.0))
+            }),
+            "utility" | "" => views.sort_by(|a, b| b.1.total_cmp(&a.1)),
+            other => {
+                return Err(NodeError::Invalid(format!(
+                    "unknown sort {other:?}: use price, score or utility"
+                )));
+            }
+        }
+        Ok(views.into_iter().map(|(v, _)| v).collect())
     }
 
     fn close(&mut self, id: B256) -> Result<String, NodeError> {
