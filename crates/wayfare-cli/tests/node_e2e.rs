@@ -282,6 +282,24 @@ fn whole_flow(namespaces: bool, service: &str) {
         .to_string();
     assert!(e.contains("nothing to withdraw"), "{e}");
 
+    // The buyer rated the seller 5 on chain; its score rises above a newcomer's.
+    let scored = w
+        .net
+        .wait_for(
+            "the seller's score to rise",
+            Duration::from_secs(20),
+            || {
+                let v = w
+                    .net
+                    .cli_json(&w.buyer, &["offers", "--sort", "score"])
+                    .ok()?;
+                let s = v.as_array()?.first()?["score"].as_f64()?;
+                (s > 0.5).then_some(s)
+            },
+        )
+        .unwrap_or_else(|e| panic!("{e}\n{}", w.logs()));
+    assert!(scored <= 1.0);
+
     // Metrics and the OpenAPI document over plain HTTP, as Prometheus or a script sees them.
     let token = std::fs::read_to_string(w.buyer.data_dir.join("api-token")).unwrap();
     let curl = |args: &[&str]| {
@@ -773,4 +791,103 @@ fn h_seller_that_never_reveals() {
     let (to_seller, to_buyer) = w.wait_closed(id, Duration::from_secs(30));
     assert_eq!(to_seller, U256::ZERO);
     assert_eq!(to_buyer, U256::from(DEPOSIT));
+}
+
+/// Reputation: a buyer that stops paying is rated 1 by the seller on chain, its score falls
+/// under the seller's minimum, and its next request is refused with a clear line.
+#[test]
+fn i_a_buyer_that_stopped_paying_is_refused_next_time() {
+    if !lab_available("i_a_buyer_that_stopped_paying_is_refused_next_time") {
+        return;
+    }
+    let mut sp = spec(vec![ServiceName::Shadowsocks]);
+    sp.extra_config = "min_buyer_score = 0.4".into();
+    let w = World::new(true, sp);
+    let session = w.connect("shadowsocks");
+    let id = channel_id(&session);
+    w.net.download(Some(w.buyer.service_port), 4 * MIB).unwrap();
+    std::thread::sleep(Duration::from_millis(2000));
+    let pid = w.buyer.child.as_ref().unwrap().id().to_string();
+    let sig = |s: &str| {
+        assert!(
+            std::process::Command::new("kill")
+                .args([s, &pid])
+                .status()
+                .unwrap()
+                .success()
+        )
+    };
+    sig("-STOP");
+    w.wait_closed(id, Duration::from_secs(30));
+    let buyer = w.net.info.buyers[0].address;
+    let rated_block = w
+        .net
+        .wait_for(
+            "the seller's rating of the buyer",
+            Duration::from_secs(30),
+            || {
+                w.net
+                    .chain(move |c| async move {
+                        let head = c.head().await?.0;
+                        Ok(c.events_between(0, head).await?.into_iter().find_map(|l| {
+                            match l.event {
+                                WayfareMarketEvents::Rated(e) if e.ratee == buyer => {
+                                    Some((e.score, l.block))
+                                }
+                                _ => None,
+                            }
+                        }))
+                    })
+                    .ok()
+                    .flatten()
+            },
+        )
+        .map(|(score, block)| {
+            assert_eq!(score, 1, "the seller rated a non-paying buyer {score}");
+            block
+        })
+        .unwrap_or_else(|e| panic!("{e}\n{}", w.logs()));
+    // The seller has read that block (its scores come from what its watcher read).
+    w.net
+        .wait_for(
+            "the seller to read the rating",
+            Duration::from_secs(20),
+            || {
+                let st = w.net.cli_json(&w.sellers[0], &["status"]).ok()?;
+                (st["chain_block"].as_u64()? >= rated_block).then_some(())
+            },
+        )
+        .unwrap();
+    sig("-CONT");
+    // The buyer learns its channel closed; then it asks again and is refused.
+    w.net
+        .wait_for(
+            "the buyer's session to end",
+            Duration::from_secs(20),
+            || {
+                let st = w.net.cli_json(&w.buyer, &["status"]).ok()?;
+                st["sessions"]
+                    .as_array()?
+                    .iter()
+                    .all(|s| s["phase"] == "ended")
+                    .then_some(())
+            },
+        )
+        .unwrap_or_else(|e| panic!("{e}\n{}", w.logs()));
+    // The seller folds the rating in from its watcher: retry until it refuses.
+    let e = w
+        .net
+        .wait_for("the seller to refuse", Duration::from_secs(20), || {
+            match w.net.cli(
+                &w.buyer,
+                &["connect", "--service", "shadowsocks", "--timeout", "20"],
+            ) {
+                Ok(out) => panic!("a buyer rated 1 was served again: {out}\n{}", w.logs()),
+                // The buyer may still be winding its old session down: ask again.
+                Err(e) if e.to_string().contains("already connected") => None,
+                Err(e) => Some(e.to_string()),
+            }
+        })
+        .unwrap_or_else(|e| panic!("{e}\n{}", w.logs()));
+    assert!(e.contains("below this seller's minimum"), "{e}");
 }

@@ -25,6 +25,11 @@ pub fn voucher_payload(amount: U256, sig: &[u8]) -> Value {
     json!({ "amount": amount.to_string(), "sig": hex::encode(sig) })
 }
 
+/// The payload of `rate`: the score and which side rates.
+pub fn rate_payload(score: u8, side: &str) -> Value {
+    json!({ "score": score, "side": side })
+}
+
 /// The payload of `cooperative_close`.
 pub fn cooperative_payload(amount: U256, voucher_sig: &[u8], consent_sig: &[u8]) -> Value {
     json!({
@@ -110,6 +115,15 @@ async fn run(
                 ));
             }
             client.finalize(id).await.map_err(chain_err)?
+        }
+        "rate" => {
+            let score = row
+                .payload
+                .get("score")
+                .and_then(Value::as_u64)
+                .and_then(|s| u8::try_from(s).ok())
+                .ok_or_else(|| (format!("action {} has no score", row.id), false))?;
+            client.rate(id, score).await.map_err(chain_err)?
         }
         "top_up" => client
             .top_up(id, amount(row, "amount")?)

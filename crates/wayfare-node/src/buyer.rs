@@ -969,6 +969,44 @@ impl BuyerRole {
         }
     }
 
+    /// When one of its channels closes, the buyer rates the seller by how the session went:
+    /// 1 when the seller never revealed, metered more than the buyer saw or broke the terms;
+    /// 2 when the buyer had to close alone (the seller vanished); 5 when it ended as the buyer
+    /// chose; 3 otherwise (the seller cut or settled on its own).
+    pub fn rate_on_close(&mut self, shared: &mut Shared, ev: &ChainEvent) {
+        let ChainEvent::ChannelClosed { channel_id, .. } = ev else {
+            return;
+        };
+        if !self.cfg.rate_sellers {
+            return;
+        }
+        let Ok(Some(row)) = shared.with_store(|s| s.session_by_channel("buyer", *channel_id))
+        else {
+            return;
+        };
+        let disputed = shared
+            .with_store(|s| s.channel(*channel_id))
+            .ok()
+            .flatten()
+            .is_some_and(|c| c.closes_at.is_some());
+        let score = match row.end_reason.as_deref() {
+            Some("NoReveal" | "MeterMismatch" | "TermsMismatch") => 1,
+            // The seller never answered the close: it vanished.
+            _ if disputed => 2,
+            Some("UserLeft" | "Paused") => 5,
+            _ => 3,
+        };
+        tracing::info!(channel = %channel_id, score, "rating the seller");
+        let client = self.client.clone();
+        let _ = shared.add_action(
+            &client,
+            *channel_id,
+            "rate",
+            actions::rate_payload(score, "buyer"),
+            None,
+        );
+    }
+
     /// Meters and timers.
     pub fn on_tick(&mut self, shared: &mut Shared, now: Timestamp) {
         let ids: Vec<String> = self.sessions.keys().cloned().collect();

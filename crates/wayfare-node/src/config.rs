@@ -37,6 +37,8 @@
 //! grace_secs = 10
 //! settle_threshold = "0"                  # settle once the best voucher reaches this (0: off)
 //! settle_max_age_secs = 0                 # settle channels older than this (0: off)
+//! min_buyer_score = 0.0                   # refuse buyers scoring lower (reputation, 0..1)
+//! rate_buyers = true                      # rate each buyer on chain at close, by how it paid
 //!
 //! [buyer]                                 # present: this node buys
 //! keystore = "buyer.json"
@@ -44,6 +46,8 @@
 //! deposit = "10000000000000000"
 //! max_price_per_mib = "…"  max_price_per_second = "…"  max_buyer_burn = "…"
 //! payment_interval = 15
+//! close_timeout_secs = 30  reveal_timeout_secs = 120
+//! rate_sellers = true                     # rate each seller on chain at close
 //! ```
 //!
 //! Environment overrides (after the file): `WAYFARE_DATA_DIR`, `WAYFARE_API_LISTEN`,
@@ -278,6 +282,12 @@ pub struct SellerConfig {
     /// Settle channels older than this many seconds (0: off).
     #[serde(default)]
     pub settle_max_age_secs: u64,
+    /// Refuse buyers whose score (from chain events) is below this (0: everyone).
+    #[serde(default)]
+    pub min_buyer_score: f64,
+    /// Rate each buyer on chain when its channel closes, by how it paid.
+    #[serde(default = "default_true")]
+    pub rate_buyers: bool,
 }
 
 fn default_region() -> String {
@@ -380,6 +390,9 @@ pub struct BuyerConfig {
     /// Seconds to wait for the seller's sealed endpoint once the channel is open.
     #[serde(default = "default_reveal_timeout")]
     pub reveal_timeout_secs: u64,
+    /// Rate each seller on chain when its channel closes, by how the session went.
+    #[serde(default = "default_true")]
+    pub rate_sellers: bool,
 }
 
 fn default_close_timeout() -> u64 {

@@ -288,7 +288,8 @@ impl Node {
     }
 
     fn route_action(&mut self, row: ActionRow, session: Option<String>) {
-        let seller_side = matches!(row.kind.as_str(), "settle" | "submit_voucher");
+        let seller_side = matches!(row.kind.as_str(), "settle" | "submit_voucher")
+            || (row.kind == "rate" && row.payload["side"] == "seller");
         let client = if seller_side {
             self.seller.as_ref().map(|s| s.client.clone())
         } else {
@@ -357,7 +358,7 @@ impl Node {
                     | Message::Resume(_)
                     | Message::Voucher(_)
                     | Message::CloseRequest(_) => match &mut self.seller {
-                        Some(s) => s.on_request(&mut self.shared, peer, message),
+                        Some(s) => s.on_request(&mut self.shared, &self.ledger, peer, message),
                         None => Err("this node does not sell".into()),
                     },
                     Message::Reveal(_)
@@ -506,9 +507,11 @@ impl Node {
             };
         if let Some(s) = &mut self.seller {
             s.on_chain_event(&mut self.shared, &ev);
+            s.rate_on_close(&mut self.shared, &ev);
         }
         if let Some(b) = &mut self.buyer {
             b.on_chain_event(&mut self.shared, &ev);
+            b.rate_on_close(&mut self.shared, &ev);
         }
     }
 

@@ -250,12 +250,29 @@ impl SellerRole {
     pub fn on_request(
         &mut self,
         shared: &mut Shared,
+        ledger: &crate::reputation::Ledger,
         peer: PeerId,
         message: Message,
     ) -> Result<Option<Vec<u8>>, String> {
         let now = now();
         let id = match &message {
             Message::QuoteRequest(req) => {
+                if self.cfg.min_buyer_score > 0.0 {
+                    let score =
+                        ledger.buyer_score(&req.buyer, &crate::reputation::ScoreParams::default());
+                    tracing::debug!(buyer = %req.buyer, score, stats = ?ledger.buyer_stats(&req.buyer), events = ledger.len(), "buyer score");
+                    if score < self.cfg.min_buyer_score {
+                        tracing::info!(buyer = %req.buyer, score, min = self.cfg.min_buyer_score, "buyer refused: score below the minimum");
+                        let refusal = wayfare_proto::messages::Refusal {
+                            reason: wayfare_proto::messages::RefusalReason::Unavailable,
+                            detail: format!(
+                                "buyer score {score:.3} is below this seller's minimum {:.3}",
+                                self.cfg.min_buyer_score
+                            ),
+                        };
+                        return Ok(Some(Message::Refusal(refusal).encode()));
+                    }
+                }
                 let id = new_session_id();
                 let session = SellerSession::new(self.params(shared), self.session_cfg.clone());
                 let out = shared.spawn_sender(peer, id.clone());
@@ -635,6 +652,40 @@ impl SellerRole {
                 );
             }
         }
+    }
+
+    /// When one of its channels closes, the seller rates the buyer by how it paid: 1 after a
+    /// missing or short payment, 2 after a buyer-started close (a dispute), else 5.
+    pub fn rate_on_close(&mut self, shared: &mut Shared, ev: &wayfare_proto::session::ChainEvent) {
+        let wayfare_proto::session::ChainEvent::ChannelClosed { channel_id, .. } = ev else {
+            return;
+        };
+        if !self.cfg.rate_buyers {
+            return;
+        }
+        let Ok(Some(row)) = shared.with_store(|s| s.session_by_channel("seller", *channel_id))
+        else {
+            return;
+        };
+        let disputed = shared
+            .with_store(|s| s.channel(*channel_id))
+            .ok()
+            .flatten()
+            .is_some_and(|c| c.closes_at.is_some());
+        let score = match row.end_reason.as_deref() {
+            Some("MissingPayment" | "ShortPayment" | "MaxDebt") => 1,
+            _ if disputed => 2,
+            _ => 5,
+        };
+        tracing::info!(channel = %channel_id, score, "rating the buyer");
+        let client = self.client.clone();
+        let _ = shared.add_action(
+            &client,
+            *channel_id,
+            "rate",
+            actions::rate_payload(score, "seller"),
+            None,
+        );
     }
 
     fn record_channel_event(&self, shared: &Shared, ev: &wayfare_proto::session::ChainEvent) {

@@ -488,6 +488,20 @@ impl Store {
         self.query_sessions("WHERE role = ?1", &[&role])
     }
 
+    /// The session of `role` on a channel (the latest).
+    pub fn session_by_channel(
+        &self,
+        role: &str,
+        channel: B256,
+    ) -> Result<Option<SessionRow>, StoreError> {
+        Ok(self
+            .query_sessions(
+                "WHERE role = ?1 AND channel_id = ?2",
+                &[&role, &channel.to_string()],
+            )?
+            .pop())
+    }
+
     /// One session.
     pub fn session(&self, id: &str) -> Result<Option<SessionRow>, StoreError> {
         Ok(self
