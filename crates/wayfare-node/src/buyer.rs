@@ -111,10 +111,47 @@ pub fn offer_view(a: &Announcement) -> OfferView {
 /// Weight of price against score in the buyer's choice (see `reputation::utility`).
 pub const PRICE_WEIGHT: f64 = 0.3;
 
-/// Offers with their seller's score and the buyer's utility, best utility first.
+/// How much the buyer's own experience with a seller weighs against its chain score.
+pub const LOCAL_WEIGHT: f64 = 0.3;
+
+/// The buyer's own record of each seller from its past sessions: `(worked + 1) / (sessions +
+/// 2)`, where a session worked if traffic flowed and it did not end on the seller's failure
+/// (no quote, no reveal, meter mismatch, broken terms, refusal).
+pub fn local_scores(rows: &[SessionRow]) -> BTreeMap<Address, f64> {
+    let mut tally: BTreeMap<Address, (u32, u32)> = BTreeMap::new();
+    for r in rows.iter().filter(|r| r.role == "buyer" && r.ended) {
+        let Ok(seller) = r.counterparty.parse::<Address>() else {
+            continue;
+        };
+        let failed = matches!(
+            r.end_reason.as_deref(),
+            Some(
+                "NoReveal"
+                    | "MeterMismatch"
+                    | "TermsMismatch"
+                    | "Refused"
+                    | "NoQuote"
+                    | "OfferExpired"
+            )
+        ) || r.bytes == 0;
+        let t = tally.entry(seller).or_default();
+        t.1 += 1;
+        if !failed {
+            t.0 += 1;
+        }
+    }
+    tally
+        .into_iter()
+        .map(|(a, (ok, n))| (a, f64::from(ok + 1) / f64::from(n + 2)))
+        .collect()
+}
+
+/// Offers with their seller's score (chain score blended with the buyer's own record, when it
+/// has one) and the buyer's utility, best utility first.
 pub fn rank<'a>(
     offers: &[&'a Announcement],
     ledger: &crate::reputation::Ledger,
+    local: &BTreeMap<Address, f64>,
 ) -> Vec<(&'a Announcement, f64, f64)> {
     let params = crate::reputation::ScoreParams::default();
     let price = |a: &Announcement| {
@@ -126,7 +163,11 @@ pub fn rank<'a>(
     let mut v: Vec<_> = offers
         .iter()
         .map(|a| {
-            let score = ledger.seller_score(&a.seller, &params);
+            let chain = ledger.seller_score(&a.seller, &params);
+            let score = match local.get(&a.seller) {
+                Some(l) => (1.0 - LOCAL_WEIGHT) * chain + LOCAL_WEIGHT * l,
+                None => chain,
+            };
             let u = crate::reputation::utility(score, price(a), max, PRICE_WEIGHT);
             (*a, score, u)
         })
@@ -325,8 +366,14 @@ impl BuyerRole {
                 .iter()
                 .find(|a| self.paused_with(shared, a.seller, service).is_some())
                 .copied()
-                .or_else(|| rank(&matching, ledger).first().map(|r| r.0))
-            {
+                .or_else(|| {
+                    let rows = shared
+                        .with_store(|s| s.sessions("buyer"))
+                        .unwrap_or_default();
+                    rank(&matching, ledger, &local_scores(&rows))
+                        .first()
+                        .map(|r| r.0)
+                }) {
                 Some(a) => (*a).clone(),
                 None if all.is_empty() => {
                     return Err(NodeError::NoOffers(
@@ -1336,4 +1383,86 @@ impl BuyerRole {
 /// Loads the buyer's account key.
 pub fn buyer_signer(s: &PrivateKeySigner) -> Address {
     s.address()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wayfare_proto::{ServiceSet, Terms};
+
+    fn offer(seller: u8, x: u128) -> Announcement {
+        Announcement {
+            seller: Address::repeat_byte(seller),
+            peer_id: vec![],
+            services: ServiceSet::new(&[Service::Shadowsocks]),
+            terms: Terms {
+                price_per_mib: x,
+                price_per_second: 0,
+                seller_burn: 0,
+                buyer_burn: 0,
+                min_deposit: 0,
+                payment_interval: 15,
+            },
+            region: "lab".into(),
+            capacity_bps: 0,
+            valid_until: u64::MAX,
+            signature: [0; 65],
+        }
+    }
+
+    fn row(seller: u8, end: &str, bytes: u64) -> SessionRow {
+        SessionRow {
+            id: format!("{seller}-{end}-{bytes}"),
+            role: "buyer".into(),
+            channel_id: None,
+            peer: String::new(),
+            counterparty: Address::repeat_byte(seller).to_string(),
+            service: 2,
+            snapshot: None,
+            phase: "ended".into(),
+            ended: true,
+            end_reason: Some(end.into()),
+            bytes,
+            paid_wei: U256::ZERO,
+            owed_wei: U256::ZERO,
+            seconds: 0,
+            created_at: 0,
+            updated_at: 0,
+        }
+    }
+
+    #[test]
+    fn with_equal_scores_the_cheaper_offer_wins() {
+        let (a, b) = (offer(1, 100), offer(2, 50));
+        let ranked = rank(
+            &[&a, &b],
+            &crate::reputation::Ledger::new(),
+            &BTreeMap::new(),
+        );
+        assert_eq!(ranked[0].0.seller, b.seller);
+    }
+
+    #[test]
+    fn a_seller_whose_sessions_failed_loses_the_buyers_choice() {
+        // Seller 1 is cheaper, but the buyer's sessions with it never got a reveal.
+        let (a, b) = (offer(1, 90), offer(2, 100));
+        let rows = vec![
+            row(1, "NoReveal", 0),
+            row(1, "NoReveal", 0),
+            row(1, "MeterMismatch", 10),
+            row(2, "UserLeft", 5_000_000),
+        ];
+        let local = local_scores(&rows);
+        assert!(local[&Address::repeat_byte(1)] < 0.25);
+        assert!(local[&Address::repeat_byte(2)] > 0.6);
+        let ranked = rank(&[&a, &b], &crate::reputation::Ledger::new(), &local);
+        assert_eq!(ranked[0].0.seller, b.seller, "{ranked:?}");
+        // Without that record, the cheaper one would have won.
+        let ranked = rank(
+            &[&a, &b],
+            &crate::reputation::Ledger::new(),
+            &BTreeMap::new(),
+        );
+        assert_eq!(ranked[0].0.seller, a.seller);
+    }
 }

@@ -628,7 +628,11 @@ impl Node {
             unix_now(),
             &wayfare_p2p::CheapestFirst,
         );
-        let ranked = crate::buyer::rank(&offers, &self.ledger);
+        let rows = self
+            .shared
+            .with_store(|s| s.sessions("buyer"))
+            .unwrap_or_default();
+        let ranked = crate::buyer::rank(&offers, &self.ledger, &crate::buyer::local_scores(&rows));
         let mut views: Vec<(OfferView, f64)> = ranked
             .into_iter()
             .map(|(a, score, utility)| {
