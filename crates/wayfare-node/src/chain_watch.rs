@@ -90,3 +90,59 @@ async fn voucher_signer(client: &MarketClient, log: &MarketLog) -> Option<Addres
     }
     None
 }
+
+/// The reputation index: reads market events from `from` on, every pass again from
+/// `reorg_depth` blocks below where it stopped (so a reorg near the head is seen), and sends them
+/// as [`Internal::Indexed`]. Ends when the node is gone.
+pub async fn index(
+    client: MarketClient,
+    start: u64,
+    from: u64,
+    reorg_depth: u64,
+    poll: Duration,
+    tx: mpsc::Sender<Internal>,
+) {
+    let mut next = from;
+    loop {
+        let head = match tokio::time::timeout(CALL_TIMEOUT, client.head())
+            .await
+            .unwrap_or_else(|_| Err(timed_out(&client)))
+        {
+            Ok((h, _)) => h,
+            Err(_) => {
+                tokio::time::sleep(poll.max(Duration::from_secs(1))).await;
+                continue;
+            }
+        };
+        if head + 1 >= next {
+            let lo = next.saturating_sub(reorg_depth).max(start);
+            let read = tokio::time::timeout(
+                CALL_TIMEOUT.saturating_mul(6),
+                client.events_between(lo, head),
+            )
+            .await
+            .unwrap_or_else(|_| Err(timed_out(&client)));
+            if let Ok(logs) = read {
+                let events = logs
+                    .iter()
+                    .filter_map(|l| {
+                        crate::reputation::from_log(l).map(|e| (l.block, l.log_index, e))
+                    })
+                    .collect();
+                if tx
+                    .send(Internal::Indexed {
+                        from: lo,
+                        next: head + 1,
+                        events,
+                    })
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+                next = head + 1;
+            }
+        }
+        tokio::time::sleep(poll).await;
+    }
+}

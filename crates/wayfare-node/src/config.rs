@@ -13,6 +13,7 @@
 //! password_file = "/etc/wayfare/password" # keystore password (else $WAYFARE_PASSWORD)
 //! start_block = 0                         # first block to read market events from
 //! poll_ms = 500
+//! reorg_depth = 12                        # blocks the reputation index re-reads near the head
 //!
 //! [p2p]
 //! listen = ["/ip4/0.0.0.0/tcp/0"]
@@ -155,6 +156,13 @@ pub struct ChainConfig {
     /// Event poll period.
     #[serde(default = "default_poll_ms")]
     pub poll_ms: u64,
+    /// Blocks the reputation index re-reads below where it stopped, to see reorgs.
+    #[serde(default = "default_reorg_depth")]
+    pub reorg_depth: u64,
+}
+
+fn default_reorg_depth() -> u64 {
+    12
 }
 
 fn default_poll_ms() -> u64 {

@@ -205,25 +205,23 @@ pub async fn run(
         buyer,
     );
     node.restore()?;
-    // Reputation is folded from every market event since the start block: the events before
-    // the cursor are read once here, the watcher brings the rest.
-    if next_block > cfg.chain.start_block {
-        match view
-            .events_between(cfg.chain.start_block, next_block - 1)
-            .await
-        {
-            Ok(logs) => {
-                for l in &logs {
-                    if let Some(ev) = crate::reputation::from_log(l) {
-                        node.ledger.apply(&ev);
-                    }
-                }
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "reading past market events for reputation; scores start empty")
-            }
-        }
-    }
+    // Reputation: the stored index first, then the indexer keeps it current.
+    let index_next = {
+        let store = node.shared.store.lock().unwrap_or_else(|e| e.into_inner());
+        node.indexer = crate::indexer::Indexer::load(&store)?;
+        store
+            .meta("index_next_block")?
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(cfg.chain.start_block)
+    };
+    tokio::spawn(chain_watch::index(
+        view.clone(),
+        cfg.chain.start_block,
+        index_next,
+        cfg.chain.reorg_depth,
+        Duration::from_millis(cfg.chain.poll_ms),
+        internal_tx.clone(),
+    ));
     tokio::spawn(chain_watch::watch(
         view,
         next_block,

@@ -8,6 +8,7 @@
 //!  buyer       pick an offer, open, reveal -> tunnel, pay every interval, leave and close
 //!  actions     durable one-shot chain actions (open, settle, closes, finalize, top-up)
 //!  chain_watch market events -> the sessions
+//!  indexer     the reputation index: stored events, re-read near the head for reorgs
 //!  reputation  scores of sellers and buyers folded from market events (no oracle)
 //!  store       SQLite (WAL, synchronous=FULL), schema versions and migrations
 //!  api         REST on 127.0.0.1 with a bearer token; openapi; metrics
@@ -22,6 +23,7 @@ pub mod chain_watch;
 pub mod config;
 pub mod daemon;
 pub mod error;
+pub mod indexer;
 pub mod labnet;
 pub mod metrics;
 pub mod node;

@@ -99,6 +99,15 @@ pub enum Internal {
     ChainHead(u64),
     /// The chain could not be read.
     ChainDown(String),
+    /// The reputation index read blocks `from..next` (re-reading the last few for reorgs).
+    Indexed {
+        /// First block read.
+        from: u64,
+        /// Next block to read.
+        next: u64,
+        /// Reputation events with their block and log index, chain order.
+        events: Vec<(u64, u64, crate::reputation::RepEvent)>,
+    },
     /// A peer answered a message a session sent (or the send failed).
     Reply {
         /// The session.
@@ -256,7 +265,7 @@ pub struct Node {
     pub(crate) buyer: Option<BuyerRole>,
     pub(crate) offers: OfferBook,
     /// Reputation folded from every market event since the start block.
-    pub ledger: crate::reputation::Ledger,
+    pub indexer: crate::indexer::Indexer,
 }
 
 impl Node {
@@ -267,7 +276,7 @@ impl Node {
             seller,
             buyer,
             offers: OfferBook::new(),
-            ledger: crate::reputation::Ledger::new(),
+            indexer: crate::indexer::Indexer::default(),
         }
     }
 
@@ -358,7 +367,9 @@ impl Node {
                     | Message::Resume(_)
                     | Message::Voucher(_)
                     | Message::CloseRequest(_) => match &mut self.seller {
-                        Some(s) => s.on_request(&mut self.shared, &self.ledger, peer, message),
+                        Some(s) => {
+                            s.on_request(&mut self.shared, &self.indexer.ledger, peer, message)
+                        }
                         None => Err("this node does not sell".into()),
                     },
                     Message::Reveal(_)
@@ -401,9 +412,6 @@ impl Node {
         match msg {
             Internal::Log(log, signer) => {
                 self.shared.chain_ok = true;
-                if let Some(ev) = crate::reputation::from_log(&log) {
-                    self.ledger.apply(&ev);
-                }
                 self.on_log(&log, signer);
             }
             Internal::ChainHead(head) => {
@@ -415,6 +423,18 @@ impl Node {
                     .with_store(|s| s.set_meta("chain_next_block", &next.to_string()))
                 {
                     tracing::error!(error = %e, "could not record the chain cursor");
+                }
+            }
+            Internal::Indexed { from, next, events } => {
+                let store = self.shared.store.clone();
+                let mut guard = store.lock().unwrap_or_else(|e| e.into_inner());
+                match self.indexer.apply_batch(&mut guard, from, &events) {
+                    Ok(_) => {
+                        if let Err(e) = guard.set_meta("index_next_block", &next.to_string()) {
+                            tracing::error!(error = %e, "could not record the index cursor");
+                        }
+                    }
+                    Err(e) => tracing::error!(error = %e, "could not store indexed events"),
                 }
             }
             Internal::ChainDown(why) => {
@@ -557,7 +577,7 @@ impl Node {
             Command::Connect(req, tx) => {
                 let r = match &mut self.buyer {
                     Some(b) => {
-                        b.connect(&mut self.shared, &self.offers, &self.ledger, req)
+                        b.connect(&mut self.shared, &self.offers, &self.indexer.ledger, req)
                             .await
                     }
                     None => Err(NodeError::NoRole("buyer")),
@@ -632,7 +652,11 @@ impl Node {
             .shared
             .with_store(|s| s.sessions("buyer"))
             .unwrap_or_default();
-        let ranked = crate::buyer::rank(&offers, &self.ledger, &crate::buyer::local_scores(&rows));
+        let ranked = crate::buyer::rank(
+            &offers,
+            &self.indexer.ledger,
+            &crate::buyer::local_scores(&rows),
+        );
         let mut views: Vec<(OfferView, f64)> = ranked
             .into_iter()
             .map(|(a, score, utility)| {

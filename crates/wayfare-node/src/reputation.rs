@@ -27,7 +27,7 @@ use std::collections::BTreeMap;
 use alloy_primitives::{Address, B256, U256};
 
 /// A market fact reputation cares about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum RepEvent {
     /// `ChannelOpened`.
     Opened {

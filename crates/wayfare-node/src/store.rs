@@ -12,7 +12,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
 /// The schema version this program writes.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 const MIGRATIONS: &[&str] = &[
     // v1
@@ -77,6 +77,15 @@ const MIGRATIONS: &[&str] = &[
         tx_hash TEXT,
         created_at INTEGER NOT NULL,
         updated_at INTEGER NOT NULL
+    );
+    "#,
+    // v2: the reputation index (market events as folded, re-read near the head for reorgs)
+    r#"
+    CREATE TABLE market_events (
+        block INTEGER NOT NULL,
+        log_index INTEGER NOT NULL,
+        event TEXT NOT NULL,
+        PRIMARY KEY (block, log_index)
     );
     "#,
 ];
@@ -687,6 +696,69 @@ impl Store {
                 })
             })
             .collect()
+    }
+
+    // ------------------------------------------------------------------ market events
+
+    /// Replaces the indexed events from block `from` on with `events` (block, log index,
+    /// event JSON), in one transaction. Returns whether history changed: an event stored before
+    /// is missing or different in the new read (a reorg).
+    pub fn replace_market_events(
+        &mut self,
+        from: u64,
+        events: &[(u64, u64, String)],
+    ) -> Result<bool, StoreError> {
+        let path = self.path.clone();
+        let err = |source| StoreError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let tx = self.conn.transaction().map_err(err)?;
+        let old: Vec<(u64, u64, String)> = {
+            let mut stmt = tx
+                .prepare(
+                    "SELECT block, log_index, event FROM market_events WHERE block >= ?1
+                     ORDER BY block, log_index",
+                )
+                .map_err(err)?;
+            stmt.query_map([from as i64], |r| {
+                Ok((
+                    r.get::<_, i64>(0)? as u64,
+                    r.get::<_, i64>(1)? as u64,
+                    r.get(2)?,
+                ))
+            })
+            .and_then(|it| it.collect())
+            .map_err(err)?
+        };
+        tx.execute("DELETE FROM market_events WHERE block >= ?1", [from as i64])
+            .map_err(err)?;
+        for (b, i, e) in events {
+            tx.execute(
+                "INSERT OR REPLACE INTO market_events(block, log_index, event) VALUES (?1, ?2, ?3)",
+                params![*b as i64, *i as i64, e],
+            )
+            .map_err(err)?;
+        }
+        tx.commit().map_err(err)?;
+        Ok(old.iter().any(|o| !events.contains(o)))
+    }
+
+    /// Every indexed event (block, log index, event JSON), in chain order.
+    pub fn market_events(&self) -> Result<Vec<(u64, u64, String)>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT block, log_index, event FROM market_events ORDER BY block, log_index")
+            .map_err(|e| self.err(e))?;
+        stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, i64>(0)? as u64,
+                r.get::<_, i64>(1)? as u64,
+                r.get(2)?,
+            ))
+        })
+        .and_then(|it| it.collect())
+        .map_err(|e| self.err(e))
     }
 
     // ------------------------------------------------------------------ actions
