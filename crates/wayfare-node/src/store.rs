@@ -961,6 +961,27 @@ mod tests {
     }
 
     #[test]
+    fn a_version_1_store_is_migrated_and_keeps_its_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("node.db");
+        {
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch(MIGRATIONS[0]).unwrap();
+            c.pragma_update(None, "user_version", 1).unwrap();
+            c.execute(
+                "INSERT INTO keys(name, secret, created_at) VALUES ('voucher:x', x'01', 1)",
+                [],
+            )
+            .unwrap();
+        }
+        let mut s = Store::open(&path).unwrap();
+        assert_eq!(s.schema_version().unwrap(), SCHEMA_VERSION);
+        assert_eq!(s.key("voucher:x").unwrap(), Some(vec![1]), "a key was lost");
+        s.replace_market_events(0, &[(1, 0, "{}".into())]).unwrap();
+        assert_eq!(s.market_events().unwrap().len(), 1);
+    }
+
+    #[test]
     fn a_store_from_a_newer_program_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("node.db");
