@@ -259,6 +259,16 @@ fn run_blocking(args: DemoArgs) -> anyhow::Result<()> {
             buyer_burn_wei: w.to_string(),
         });
     }
+    // Both sides rated each other on chain at the close; the offers now show it.
+    let rated = net.wait_for("the ratings to be read", Duration::from_secs(20), || {
+        let v = net.cli_json(&buyer, &["offers", "--sort", "score"]).ok()?;
+        let top = v.as_array()?.first()?["score"].as_f64()?;
+        (top > 0.5).then_some(())
+    });
+    if rated.is_ok() {
+        step("wayfare offers --sort score (after the buyer rated its seller on chain)");
+        print!("{}", net.cli(&buyer, &["offers", "--sort", "score"])?);
+    }
     let burns = net.chain(|c| async move { c.burned_unswept().await })?;
     let summary = Summary {
         namespaces,
