@@ -801,7 +801,7 @@ fn i_a_buyer_that_stopped_paying_is_refused_next_time() {
         return;
     }
     let mut sp = spec(vec![ServiceName::Shadowsocks]);
-    sp.extra_config = "min_buyer_score = 0.4".into();
+    sp.extra_config = "min_buyer_score = 0.45".into();
     let w = World::new(true, sp);
     let session = w.connect("shadowsocks");
     let id = channel_id(&session);

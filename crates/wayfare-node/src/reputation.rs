@@ -7,8 +7,9 @@
 //! R = (Σ w·(s−1)/4 + W0·½) / (Σ w + W0)     ratings s ∈ 1..5 of the seller, each weighted by
 //!                                            the rater's burn w in that channel; W0 a neutral
 //!                                            prior weight (default 0.001 ETH)
-//! D = (closed − disputed + 1) / (closed + 2) share of closed channels without a buyer-started
-//!                                            close (startClose → finalize), smoothed
+//! D = (B − B_d + W0·½) / (B + W0)          share of closed channels without a buyer-started
+//!                                            close (startClose → finalize), by burns: B the
+//!                                            burns of its closed channels, B_d of the disputed
 //! E = 1 − exp(−B / B0)                       experience: B = both burns of its closed channels,
 //!                                            B0 = 0.01 ETH (channel counts and paid volume are
 //!                                            free to fake with oneself; burns are not)
@@ -16,7 +17,9 @@
 //! ```
 //!
 //! Buyer score: `0.7·R_b + 0.3·D_b` with the sellers' ratings of the buyer (weighted by the
-//! seller's burn) and the share of its channels it closed without a dispute.
+//! seller's burn) and the burn-weighted share of its channels closed without a dispute.
+//!
+//! Every term moves only with burns: channels opened with oneself without burns change nothing.
 //!
 //! A rating needs a closed channel and weighs what the rater burnt in it, so a seller rating
 //! itself through channels it opens with itself moves its score only as far as the burns it
@@ -96,6 +99,8 @@ pub struct Stats {
     pub disputed: u32,
     /// Both burns of the closed channels, ETH.
     pub burns_closed: f64,
+    /// Both burns of the closed channels that were disputed, ETH.
+    pub burns_disputed: f64,
     /// Paid to the seller over its closed channels, wei.
     pub paid: U256,
 }
@@ -198,6 +203,9 @@ impl Ledger {
                     stats.closed += 1;
                     stats.disputed += u32::from(c.disputed);
                     stats.burns_closed += burns;
+                    if c.disputed {
+                        stats.burns_disputed += burns;
+                    }
                 }
                 let s = self.sellers.entry(c.seller).or_default();
                 s.paid = s.paid.saturating_add(to_seller);
@@ -258,19 +266,19 @@ fn rating(s: &Stats, p: &ScoreParams) -> f64 {
     (s.rating_points + p.prior_weight * 0.5) / (s.rating_weight + p.prior_weight)
 }
 
-fn undisputed(s: &Stats) -> f64 {
-    f64::from(s.closed - s.disputed.min(s.closed) + 1) / f64::from(s.closed + 2)
+fn undisputed(s: &Stats, p: &ScoreParams) -> f64 {
+    (s.burns_closed - s.burns_disputed + p.prior_weight * 0.5) / (s.burns_closed + p.prior_weight)
 }
 
 /// The seller formula of the module docs.
 pub fn seller_score(s: &Stats, p: &ScoreParams) -> f64 {
     let experience = 1.0 - (-s.burns_closed / p.experience_burns).exp();
-    0.6 * rating(s, p) + 0.25 * undisputed(s) + 0.15 * experience
+    0.6 * rating(s, p) + 0.25 * undisputed(s, p) + 0.15 * experience
 }
 
 /// The buyer formula of the module docs.
 pub fn buyer_score(s: &Stats, p: &ScoreParams) -> f64 {
-    0.7 * rating(s, p) + 0.3 * undisputed(s)
+    0.7 * rating(s, p) + 0.3 * undisputed(s, p)
 }
 
 /// How a buyer trades price against quality: `utility = score − price_weight × price / max`
@@ -375,6 +383,17 @@ mod tests {
     }
 
     #[test]
+    fn channels_without_burns_change_nothing() {
+        let p = ScoreParams::default();
+        let mut l = Ledger::new();
+        let before = l.seller_score(&addr(1), &p);
+        for n in 0..50 {
+            closed_rated(&mut l, n, addr(1), addr(3), 0, 5);
+        }
+        assert_eq!(l.seller_score(&addr(1), &p), before);
+    }
+
+    #[test]
     fn ratings_without_a_burn_weigh_nothing() {
         let p = ScoreParams::default();
         let mut l = Ledger::new();
@@ -442,8 +461,8 @@ mod tests {
                 id: id(n),
                 seller: addr(1),
                 buyer: addr(2),
-                seller_burn: 0,
-                buyer_burn: 0,
+                seller_burn: ETH / 1000,
+                buyer_burn: ETH / 1000,
             });
             l.apply(&RepEvent::CloseStarted { id: id(n) });
             l.apply(&RepEvent::Closed {
