@@ -4,7 +4,6 @@
 
 use std::{collections::BTreeMap, net::SocketAddr, time::Duration};
 
-use alloy::signers::local::PrivateKeySigner;
 use alloy_primitives::{Address, B256, U256};
 use base64::Engine as _;
 use tokio::sync::mpsc;
@@ -428,11 +427,7 @@ impl BuyerRole {
             let k = WgPrivateKey::generate();
             shared
                 .with_store(|s| s.put_key(&format!("wg:{id}"), k.to_base64().as_bytes(), now_s))?;
-            let pk = base64::engine::general_purpose::STANDARD
-                .decode(k.public_key().to_base64())
-                .ok()
-                .and_then(|v| <[u8; 32]>::try_from(v).ok());
-            Some(pk.ok_or_else(|| NodeError::Invalid("WireGuard key".into()))?)
+            Some(k.public_key().to_bytes())
         } else {
             None
         };
@@ -500,12 +495,11 @@ impl BuyerRole {
     /// Brings back every session that had not ended (reconnecting a live tunnel).
     pub fn restore(&mut self, shared: &mut Shared) -> Result<(), NodeError> {
         let rows = shared.with_store(|s| s.live_sessions("buyer"))?;
-        let now = now();
         for row in rows {
             if row.phase == "paused" {
                 continue; // resumed on the next `connect` to this seller
             }
-            let Some(bytes) = &row.snapshot else {
+            if row.snapshot.is_none() {
                 // Never got a quote: nothing was promised; mark it over.
                 let mut r = row.clone();
                 r.ended = true;
@@ -513,73 +507,16 @@ impl BuyerRole {
                 r.end_reason = Some("Restarted".into());
                 shared.with_store(|s| s.put_session(&r))?;
                 continue;
-            };
-            let snap = match BuyerSnapshot::from_bytes(bytes) {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::error!(session = %row.id, error = %e, "stored snapshot does not decode; left as is");
-                    continue;
-                }
-            };
-            let Some(key) = shared.with_store(|s| s.key(&format!("voucher:{}", row.id)))? else {
-                tracing::error!(session = %row.id, "voucher key missing from the store");
-                continue;
-            };
-            let key: [u8; 32] = key.try_into().unwrap_or([0; 32]);
-            let Ok(voucher_key) = SecretKey::from_bytes(&key) else {
-                continue;
-            };
-            let Ok(peer) = row.peer.parse::<PeerId>() else {
-                continue;
-            };
-            let seller: Address = row.counterparty.parse().unwrap_or_default();
-            let service = Service::from_code(row.service).unwrap_or(Service::Shadowsocks);
-            let seller_signer = quote_signer(shared, &snap.quote);
-            let params = BuyerParams {
-                chain_id: shared.chain.chain_id(),
-                market: shared.chain.address(),
-                buyer: self.account,
-                seller,
-                seller_signer,
-                service,
-                wanted: None,
-                voucher_key,
-                reveal_seed: [0; 32],
-                wireguard_key: snap.request.wireguard_key,
-            };
-            let deposit = snap
-                .channel
-                .map(|c| c.deposit)
-                .unwrap_or(self.cfg.deposit.0);
-            let limits = self.limits(&ConnectRequest::default())?;
-            let phase = phase_name(snap.phase).to_string();
-            let quote = snap.quote.clone();
-            let session =
-                BuyerSession::restore(snap, params, self.session_config(deposit, limits), now);
-            if let Some(c) = row.channel_id {
-                self.by_channel.insert(c, row.id.clone());
             }
-            tracing::info!(session = %row.id, channel = ?row.channel_id, %phase, "buyer session restored");
-            let out = shared.spawn_sender(peer, row.id.clone());
-            self.sessions.insert(
-                row.id.clone(),
-                Entry {
-                    session,
-                    peer,
-                    seller,
-                    service,
-                    out,
-                    tunnel: None,
-                    meter_seen: 0,
-                    created_at: row.created_at,
-                    phase,
-                    last_error: None,
-                    broken: false,
-                    socks: None,
-                    quote: Some(quote),
-                },
-            );
-            self.drain(shared, &row.id, None);
+            match self.bring_back(shared, &row.id, false) {
+                Ok(()) => {
+                    tracing::info!(session = %row.id, channel = ?row.channel_id, phase = %row.phase, "buyer session restored");
+                    self.drain(shared, &row.id, None);
+                }
+                Err(e) => {
+                    tracing::error!(session = %row.id, error = %e, "session not restored; left as stored")
+                }
+            }
         }
         Ok(())
     }
@@ -899,7 +836,7 @@ impl BuyerRole {
                     address,
                     dns: Vec::new(),
                     mtu: DEFAULT_MTU,
-                    peer_public_key: WgPublicKey::from_base64(&b64(server_public_key))?,
+                    peer_public_key: WgPublicKey::from_bytes(*server_public_key),
                     endpoint: reveal.endpoint,
                     allowed_ips: allowed.clone(),
                     keepalive: Some(25),
@@ -1260,10 +1197,7 @@ impl BuyerRole {
             shared.with_store(|s| {
                 s.replace_key(&format!("wg:{id}"), k.to_base64().as_bytes(), unix_now())
             })?;
-            base64::engine::general_purpose::STANDARD
-                .decode(k.public_key().to_base64())
-                .ok()
-                .and_then(|v| <[u8; 32]>::try_from(v).ok())
+            Some(k.public_key().to_bytes())
         } else {
             snap.request.wireguard_key
         };
@@ -1378,11 +1312,6 @@ impl BuyerRole {
             last_error: e.last_error.clone(),
         })
     }
-}
-
-/// Loads the buyer's account key.
-pub fn buyer_signer(s: &PrivateKeySigner) -> Address {
-    s.address()
 }
 
 #[cfg(test)]

@@ -592,11 +592,21 @@ impl Node {
                 let _ = tx.send(r);
             }
             Command::Session(id, tx) => {
-                let all = self.sessions();
-                let r = all
-                    .into_iter()
-                    .find(|s| s.id == id)
-                    .ok_or(NodeError::NoSuchSession(id));
+                // `wayfare connect` polls this: look at one session, not all of them.
+                let now = now();
+                let live = self
+                    .seller
+                    .as_ref()
+                    .and_then(|s| s.view(&id, now))
+                    .or_else(|| self.buyer.as_ref().and_then(|b| b.view(&id, now)));
+                let r = match live {
+                    Some(v) => Ok(v),
+                    None => match self.shared.with_store(|s| s.session(&id)) {
+                        Ok(Some(row)) => Ok(crate::buyer::row_view(&row)),
+                        Ok(None) => Err(NodeError::NoSuchSession(id)),
+                        Err(e) => Err(e.into()),
+                    },
+                };
                 let _ = tx.send(r);
             }
             Command::Sessions(tx) => {

@@ -540,10 +540,7 @@ impl SellerRole {
                 };
                 let key = wireguard_key
                     .ok_or_else(|| NodeError::Invalid("the buyer sent no WireGuard key".into()))?;
-                use base64::Engine as _;
-                let pubkey = WgPublicKey::from_base64(
-                    &base64::engine::general_purpose::STANDARD.encode(key),
-                )?;
+                let pubkey = WgPublicKey::from_bytes(key);
                 let grant = tokio::task::block_in_place(|| {
                     tokio::runtime::Handle::current().block_on(async {
                         match wg.add_session(id, pubkey).await {
@@ -556,11 +553,7 @@ impl SellerRole {
                         }
                     })
                 })?;
-                let server_public_key: [u8; 32] = base64::engine::general_purpose::STANDARD
-                    .decode(grant.seller_public_key.to_base64())
-                    .ok()
-                    .and_then(|v| v.try_into().ok())
-                    .ok_or_else(|| NodeError::Invalid("seller WireGuard key".into()))?;
+                let server_public_key = grant.seller_public_key.to_bytes();
                 Ok(RevealPayload {
                     endpoint: grant.endpoint,
                     session_id,

@@ -66,6 +66,16 @@ impl WgPublicKey {
         STANDARD.encode(self.0)
     }
 
+    /// From the 32 raw bytes (as protocol messages carry it).
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        Self(bytes)
+    }
+
+    /// The 32 raw bytes.
+    pub fn to_bytes(&self) -> [u8; 32] {
+        self.0
+    }
+
     pub(crate) fn x25519(&self) -> PublicKey {
         PublicKey::from(self.0)
     }
