@@ -19,8 +19,9 @@ pub struct ToolNotFound {
     pub looked: String,
 }
 
-/// Locates `tool` (`anvil`, `cast`, `forge`): `$WAYFARE_<TOOL>`, then the checkout's
-/// `contracts/node_modules/@foundry-rs/<tool>-linux-amd64/bin/<tool>`, then `PATH`.
+/// Locates `tool` (`anvil`, `cast`, `forge`): `$WAYFARE_<TOOL>`, then
+/// `contracts/node_modules/@foundry-rs/<tool>-linux-amd64/bin/<tool>` in the checkout around the
+/// current directory, then in the checkout this was built from, then `PATH`.
 pub fn find_tool(tool: &str) -> Result<PathBuf, ToolNotFound> {
     let env = format!("WAYFARE_{}", tool.to_ascii_uppercase());
     let mut looked = Vec::new();
@@ -31,15 +32,24 @@ pub fn find_tool(tool: &str) -> Result<PathBuf, ToolNotFound> {
         }
         looked.push(p.display().to_string());
     }
-    let npm = Path::new(CONTRACTS_DIR)
-        .join("node_modules/@foundry-rs")
-        .join(format!("{tool}-linux-amd64"))
-        .join("bin")
-        .join(tool);
-    if is_executable(&npm) {
-        return Ok(npm);
+    // The checkout we run in first (a build cache shared between clones may hold a binary
+    // built in another checkout, whose build-time path is then someone else's toolchain).
+    let here = std::env::current_dir().ok().and_then(|d| {
+        d.ancestors()
+            .map(|a| a.join("contracts"))
+            .find(|c| c.join("package.json").is_file())
+    });
+    for contracts in here.into_iter().chain([PathBuf::from(CONTRACTS_DIR)]) {
+        let npm = contracts
+            .join("node_modules/@foundry-rs")
+            .join(format!("{tool}-linux-amd64"))
+            .join("bin")
+            .join(tool);
+        if is_executable(&npm) {
+            return Ok(npm);
+        }
+        looked.push(npm.display().to_string());
     }
-    looked.push(npm.display().to_string());
     if let Some(path) = std::env::var_os("PATH") {
         for dir in std::env::split_paths(&path) {
             let p = dir.join(tool);

@@ -889,3 +889,140 @@ fn i_a_buyer_that_stopped_paying_is_refused_next_time() {
         .unwrap_or_else(|e| panic!("{e}\n{}", w.logs()));
     assert!(e.contains("below this seller's minimum"), "{e}");
 }
+
+/// (j) A seller whose sessions fail loses the buyer's choice. Seller 1 is the cheaper, but its
+/// exit reaches nothing: the tunnel comes up and no byte ever comes back. The buyer measures
+/// that, closes, rates it 1 on chain, and its next `wayfare connect` picks seller 2, whose
+/// download then works.
+#[test]
+fn j_a_seller_whose_sessions_fail_loses_the_buyers_choice() {
+    if !lab_available("j_a_seller_whose_sessions_fail_loses_the_buyers_choice") {
+        return;
+    }
+    let tmp = tempfile::Builder::new()
+        .prefix("wayfare-e2e")
+        .tempdir()
+        .unwrap();
+    let net = LabNet::start(Path::new(WAYFARE), tmp.path(), true, 2, 60, &mut |m| {
+        eprintln!("· {m}")
+    })
+    .expect("start the lab network");
+    let mut broken = spec(vec![ServiceName::Wireguard]);
+    broken.price_per_mib = X * 8 / 10;
+    broken.exit_allow = Some(vec![]);
+    let mut good = spec(vec![ServiceName::Wireguard]);
+    good.index = 2;
+    let s1 = net.start_seller(&broken).expect("seller 1");
+    let s2 = net.start_seller(&good).expect("seller 2");
+    let buyer = net
+        .start_buyer(&[&s1, &s2], U256::from(DEPOSIT))
+        .expect("buyer");
+    let w = World {
+        net,
+        sellers: vec![s1, s2],
+        buyer,
+        _tmp: tmp,
+    };
+    let (a1, a2) = (
+        w.net.info.sellers[0].account.address.to_string(),
+        w.net.info.sellers[1].account.address.to_string(),
+    );
+    w.net
+        .wait_for("both offers", Duration::from_secs(60), || {
+            w.net
+                .cli_json(&w.buyer, &["offers"])
+                .ok()
+                .filter(|v| v.as_array().is_some_and(|a| a.len() == 2))
+        })
+        .unwrap_or_else(|e| panic!("{e}\n{}", w.logs()));
+
+    // Both are newcomers: the cheaper one is picked, and nothing comes back through it.
+    let first = w.connect("wireguard");
+    assert_eq!(
+        first["counterparty"].as_str(),
+        Some(a1.as_str()),
+        "the cheaper seller was not picked first: {first}"
+    );
+    let id = channel_id(&first);
+    for _ in 0..2 {
+        let got = w.net.download_within(None, MIB, Duration::from_secs(3));
+        assert!(
+            got.is_err(),
+            "a download worked through the broken exit: {got:?}"
+        );
+    }
+    w.net
+        .cli(&w.buyer, &["disconnect", "--close"])
+        .unwrap_or_else(|e| panic!("disconnect: {e}\n{}", w.logs()));
+    w.wait_closed(id, Duration::from_secs(30));
+    let buyer = w.net.info.buyers[0].address;
+    let stars =
+        w.net
+            .wait_for("the buyer's rating", Duration::from_secs(30), || {
+                w.net
+                    .chain(move |c| async move {
+                        let head = c.head().await?.0;
+                        Ok(c.events_between(0, head).await?.into_iter().find_map(|l| {
+                            match l.event {
+                                WayfareMarketEvents::Rated(e) if e.rater == buyer => Some(e.score),
+                                _ => None,
+                            }
+                        }))
+                    })
+                    .ok()
+                    .flatten()
+            })
+            .unwrap_or_else(|e| panic!("{e}\n{}", w.logs()));
+    assert_eq!(
+        stars, 1,
+        "a seller whose exit returned nothing was rated {stars}"
+    );
+
+    // The buyer's view: seller 1 now scores below the newcomer, and the next pick is seller 2.
+    let offers = w
+        .net
+        .wait_for(
+            "the rating in the buyer's scores",
+            Duration::from_secs(30),
+            || {
+                let v = w
+                    .net
+                    .cli_json(&w.buyer, &["offers", "--sort", "score"])
+                    .ok()?;
+                let score = |a: &str| {
+                    v.as_array()?
+                        .iter()
+                        .find(|o| o["seller"].as_str() == Some(a))?["score"]
+                        .as_f64()
+                };
+                // 0.5 of the chain score (0.385 after a 1 on this burn) and 0.5 of the
+                // buyer's own record of a failed session (0.25).
+                (score(&a1)? < 0.33 && score(&a2)? > 0.4).then_some(v)
+            },
+        )
+        .unwrap_or_else(|e| panic!("{e}\n{}", w.logs()));
+    assert_eq!(offers[0]["seller"].as_str(), Some(a2.as_str()), "{offers}");
+    let second = w
+        .net
+        .wait_for("the second connect", Duration::from_secs(30), || {
+            match w
+                .net
+                .cli_json(&w.buyer, &["connect", "--service", "wireguard"])
+            {
+                Ok(v) => Some(v),
+                Err(e) if e.to_string().contains("already connected") => None,
+                Err(e) => panic!("second connect: {e}\n{}", w.logs()),
+            }
+        })
+        .unwrap();
+    assert_eq!(
+        second["counterparty"].as_str(),
+        Some(a2.as_str()),
+        "the failing seller was picked again: {second}\n{offers}"
+    );
+    let got = w
+        .net
+        .download(None, 4 * MIB)
+        .unwrap_or_else(|e| panic!("download through seller 2: {e}\n{}", w.logs()));
+    assert_eq!(got, 4 * MIB);
+}

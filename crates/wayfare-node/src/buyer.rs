@@ -35,6 +35,7 @@ use crate::{
     config::{BuyerConfig, ServiceName},
     error::NodeError,
     node::{Shared, new_session_id, now, parse_wei, service_name, unix_now},
+    quality::{self, Measurements},
     store::{ChannelRow, SessionRow},
 };
 
@@ -44,10 +45,10 @@ enum Tunnel {
 }
 
 impl Tunnel {
-    fn meter_total(&self) -> u64 {
+    fn meter(&self) -> wayfare_tunnel::meter::MeterSnapshot {
         match self {
-            Self::Shadowsocks(b) => b.meter().snapshot().total(),
-            Self::WireGuard(w) => w.meter().snapshot().total(),
+            Self::Shadowsocks(b) => b.meter().snapshot(),
+            Self::WireGuard(w) => w.meter().snapshot(),
         }
     }
 }
@@ -66,6 +67,8 @@ struct Entry {
     broken: bool,
     socks: Option<SocketAddr>,
     quote: Option<Quote>,
+    /// The tunnel run being measured: when it came up (Unix ms) and what it measured.
+    run: Option<(u64, Measurements)>,
 }
 
 /// The buyer's state inside the node actor.
@@ -111,38 +114,70 @@ pub fn offer_view(a: &Announcement) -> OfferView {
 pub const PRICE_WEIGHT: f64 = 0.3;
 
 /// How much the buyer's own experience with a seller weighs against its chain score.
-pub const LOCAL_WEIGHT: f64 = 0.3;
+pub const LOCAL_WEIGHT: f64 = 0.5;
 
-/// The buyer's own record of each seller from its past sessions: `(worked + 1) / (sessions +
-/// 2)`, where a session worked if traffic flowed and it did not end on the seller's failure
-/// (no quote, no reveal, meter mismatch, broken terms, refusal).
-pub fn local_scores(rows: &[SessionRow]) -> BTreeMap<Address, f64> {
-    let mut tally: BTreeMap<Address, (u32, u32)> = BTreeMap::new();
+/// Whether a session ended on the seller's failure (no quote, no reveal, meter mismatch,
+/// broken terms, refusal).
+fn seller_failed(end_reason: Option<&str>) -> bool {
+    matches!(
+        end_reason,
+        Some(
+            "NoReveal" | "MeterMismatch" | "TermsMismatch" | "Refused" | "NoQuote" | "OfferExpired"
+        )
+    )
+}
+
+/// What the buyer's own record says of one ended session, in `[0, 1]`: 0 when it ended on the
+/// seller's failure, else the quality of its measured runs ([`quality::session_quality`]);
+/// `None` when the tunnel was never used. Sessions from before measurements were kept count 1
+/// when bytes flowed.
+pub fn session_record(row: &SessionRow, runs: &[&Measurements]) -> Option<f64> {
+    if seller_failed(row.end_reason.as_deref()) {
+        return Some(0.0);
+    }
+    match quality::session_quality(runs.iter().copied()) {
+        Some(q) => Some(q),
+        None if runs.is_empty() && row.bytes > 0 => Some(1.0),
+        None => None,
+    }
+}
+
+/// The buyer's own record of each seller from its ended sessions ([`session_record`]), as
+/// [`quality::local_score`]: a newcomer is 0.5, one failed session 0.25, one perfect 0.75.
+pub fn local_scores(
+    rows: &[SessionRow],
+    runs: &[(String, String, Measurements)],
+) -> BTreeMap<Address, f64> {
+    let mut by_session: BTreeMap<&str, Vec<&Measurements>> = BTreeMap::new();
+    for (session, _, m) in runs {
+        by_session.entry(session.as_str()).or_default().push(m);
+    }
+    let mut records: BTreeMap<Address, Vec<f64>> = BTreeMap::new();
     for r in rows.iter().filter(|r| r.role == "buyer" && r.ended) {
         let Ok(seller) = r.counterparty.parse::<Address>() else {
             continue;
         };
-        let failed = matches!(
-            r.end_reason.as_deref(),
-            Some(
-                "NoReveal"
-                    | "MeterMismatch"
-                    | "TermsMismatch"
-                    | "Refused"
-                    | "NoQuote"
-                    | "OfferExpired"
-            )
-        ) || r.bytes == 0;
-        let t = tally.entry(seller).or_default();
-        t.1 += 1;
-        if !failed {
-            t.0 += 1;
+        let runs = by_session
+            .get(r.id.as_str())
+            .map(Vec::as_slice)
+            .unwrap_or(&[]);
+        if let Some(q) = session_record(r, runs) {
+            records.entry(seller).or_default().push(q);
         }
     }
-    tally
+    records
         .into_iter()
-        .map(|(a, (ok, n))| (a, f64::from(ok + 1) / f64::from(n + 2)))
+        .map(|(a, q)| (a, quality::local_score(&q)))
         .collect()
+}
+
+/// The buyer's local record of every seller, read from the store.
+pub fn local_scores_from(shared: &Shared) -> BTreeMap<Address, f64> {
+    let rows = shared
+        .with_store(|s| s.sessions("buyer"))
+        .unwrap_or_default();
+    let runs = shared.with_store(|s| s.runs()).unwrap_or_default();
+    local_scores(&rows, &runs)
 }
 
 /// Offers with their seller's score (chain score blended with the buyer's own record, when it
@@ -366,10 +401,7 @@ impl BuyerRole {
                 .find(|a| self.paused_with(shared, a.seller, service).is_some())
                 .copied()
                 .or_else(|| {
-                    let rows = shared
-                        .with_store(|s| s.sessions("buyer"))
-                        .unwrap_or_default();
-                    rank(&matching, ledger, &local_scores(&rows))
+                    rank(&matching, ledger, &local_scores_from(shared))
                         .first()
                         .map(|r| r.0)
                 }) {
@@ -482,6 +514,7 @@ impl BuyerRole {
                 broken: false,
                 socks: None,
                 quote: None,
+                run: None,
             },
         );
         self.drain(shared, &id, None);
@@ -558,6 +591,9 @@ impl BuyerRole {
         let Some(entry) = self.sessions.get_mut(id) else {
             return;
         };
+        if let Some((_, m)) = &mut entry.run {
+            m.on_reply(result.is_ok());
+        }
         match result {
             Ok(Some(m)) => {
                 if let Message::Refusal(r) = &m {
@@ -640,6 +676,7 @@ impl BuyerRole {
                 };
                 let seller = entry.seller;
                 let service = entry.service.code();
+                let run = entry.run.clone();
                 let res = shared.with_store(|s| {
                     if let Some(v) = &snap.last_voucher {
                         s.put_voucher(v.channel_id, v.amount, &v.signature, "buyer", unix_now())?;
@@ -662,6 +699,9 @@ impl BuyerRole {
                             opened_at: unix_now(),
                             updated_at: unix_now(),
                         })?;
+                    }
+                    if let Some((started, m)) = &run {
+                        s.put_run(id, *started, &seller.to_string(), m)?;
                     }
                     s.put_session(&row)
                 });
@@ -709,6 +749,7 @@ impl BuyerRole {
                         }
                         tracing::info!(session = id, %channel_id, endpoint = %reveal.endpoint, "tunnel up");
                         entry.meter_seen = 0;
+                        entry.run = Some((now.0, Measurements::default()));
                         entry.tunnel = Some(t);
                         entry.phase = "connected".into();
                     }
@@ -722,6 +763,12 @@ impl BuyerRole {
             BuyerEvent::StopService { reason } => {
                 tracing::info!(session = id, ?reason, "tunnel down");
                 entry.socks = None;
+                if let Some((started, m)) = entry.run.take() {
+                    let seller = entry.seller.to_string();
+                    if let Err(e) = shared.with_store(|s| s.put_run(id, started, &seller, &m)) {
+                        tracing::warn!(session = id, error = %e, "could not record the run's measurements");
+                    }
+                }
                 match entry.tunnel.take() {
                     Some(Tunnel::Shadowsocks(b)) => b.shutdown(),
                     Some(Tunnel::WireGuard(w)) => w.disconnect(),
@@ -955,8 +1002,9 @@ impl BuyerRole {
 
     /// When one of its channels closes, the buyer rates the seller by how the session went:
     /// 1 when the seller never revealed, metered more than the buyer saw or broke the terms;
-    /// 2 when the buyer had to close alone (the seller vanished); 5 when it ended as the buyer
-    /// chose; 3 otherwise (the seller cut or settled on its own).
+    /// 2 when the buyer had to close alone (the seller vanished); otherwise the stars its
+    /// measurements are worth ([`quality::stars`]: a tunnel where nothing came back is 1),
+    /// capped at 3 when the seller cut the session, and 3 when the tunnel was never used.
     pub fn rate_on_close(&mut self, shared: &mut Shared, ev: &ChainEvent) {
         let ChainEvent::ChannelClosed { channel_id, .. } = ev else {
             return;
@@ -973,14 +1021,21 @@ impl BuyerRole {
             .ok()
             .flatten()
             .is_some_and(|c| c.closes_at.is_some());
+        let runs = shared.with_store(|s| s.runs()).unwrap_or_default();
+        let runs: Vec<&Measurements> = runs
+            .iter()
+            .filter(|(s, _, _)| *s == row.id)
+            .map(|(_, _, m)| m)
+            .collect();
+        let measured = quality::session_quality(runs.iter().copied());
         let score = match row.end_reason.as_deref() {
             Some("NoReveal" | "MeterMismatch" | "TermsMismatch") => 1,
             // The seller never answered the close: it vanished.
             _ if disputed => 2,
-            Some("UserLeft" | "Paused") => 5,
-            _ => 3,
+            Some("UserLeft" | "Paused") => measured.map_or(3, quality::stars),
+            _ => measured.map_or(3, |q| quality::stars(q).min(3)),
         };
-        tracing::info!(channel = %channel_id, score, "rating the seller");
+        tracing::info!(channel = %channel_id, score, quality = ?measured, "rating the seller");
         let client = self.client.clone();
         let _ = shared.add_action(
             &client,
@@ -1000,7 +1055,11 @@ impl BuyerRole {
             };
             let mut due = false;
             if let Some(t) = &entry.tunnel {
-                let total = t.meter_total();
+                let reading = t.meter();
+                if let Some((_, m)) = &mut entry.run {
+                    m.on_meter(now.0, reading.up, reading.down);
+                }
+                let total = reading.total();
                 if total > entry.meter_seen {
                     let delta = total - entry.meter_seen;
                     entry.meter_seen = total;
@@ -1249,6 +1308,7 @@ impl BuyerRole {
                 broken: false,
                 socks: None,
                 quote: Some(quote),
+                run: None,
             },
         );
         Ok(())
@@ -1381,7 +1441,7 @@ mod tests {
             row(1, "MeterMismatch", 10),
             row(2, "UserLeft", 5_000_000),
         ];
-        let local = local_scores(&rows);
+        let local = local_scores(&rows, &[]);
         assert!(local[&Address::repeat_byte(1)] < 0.25);
         assert!(local[&Address::repeat_byte(2)] > 0.6);
         let ranked = rank(&[&a, &b], &crate::reputation::Ledger::new(), &local);
@@ -1393,5 +1453,26 @@ mod tests {
             &BTreeMap::new(),
         );
         assert_eq!(ranked[0].0.seller, a.seller);
+    }
+
+    #[test]
+    fn a_seller_whose_exit_returned_nothing_loses_to_a_dearer_newcomer() {
+        let (a, b) = (offer(1, 80), offer(2, 100));
+        // The session ended as the buyer chose, with bytes sent: only the measurements say
+        // that nothing ever came back.
+        let rows = vec![row(1, "UserLeft", 300)];
+        let mut dead = Measurements::default();
+        for t in 0..30 {
+            dead.on_meter(t * 100, t * 60, 0);
+        }
+        let seller = Address::repeat_byte(1).to_string();
+        let local = local_scores(&rows, &[(rows[0].id.clone(), seller.clone(), dead)]);
+        assert_eq!(local[&Address::repeat_byte(1)], 0.25);
+        let ranked = rank(&[&a, &b], &crate::reputation::Ledger::new(), &local);
+        assert_eq!(ranked[0].0.seller, b.seller, "{ranked:?}");
+        // A run the buyer never used says nothing either way.
+        let idle = Measurements::default();
+        let local = local_scores(&rows, &[(rows[0].id.clone(), seller, idle)]);
+        assert!(local.is_empty(), "{local:?}");
     }
 }

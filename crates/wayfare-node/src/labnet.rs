@@ -101,6 +101,9 @@ pub struct SellerSpec {
     pub region: String,
     /// More `[seller]` lines (TOML), e.g. a settle policy.
     pub extra_config: String,
+    /// What the exit lets through (`[seller] exit_allow`); `None` is the lab's internet.
+    /// `Some(vec![])` makes a seller whose tunnels come up but reach nothing.
+    pub exit_allow: Option<Vec<String>>,
 }
 
 impl SellerSpec {
@@ -118,6 +121,7 @@ impl SellerSpec {
             grace: 2,
             region: "lab".into(),
             extra_config: String::new(),
+            exit_allow: None,
         }
     }
 }
@@ -376,14 +380,19 @@ impl LabNet {
             .iter()
             .map(|s| format!("\"{}\"", s.as_str()))
             .collect();
-        let allow = if self.namespaces() {
+        let lab_internet = if self.namespaces() {
             "198.18.0.0/15"
         } else {
             "127.0.0.0/8"
         };
+        let allow = spec
+            .exit_allow
+            .clone()
+            .unwrap_or_else(|| vec![lab_internet.to_string()]);
+        let allow: Vec<String> = allow.iter().map(|a| format!("{a:?}")).collect();
         let mut text = self.common_config(&data_dir, api, p2p_port);
         text.push_str(&format!(
-            "\n[seller]\naccount_keystore = {acct:?}\nsigner_keystore = {signer:?}\nregion = \"{region}\"\nservices = [{services}]\npublic_host = \"{host}\"\nshadowsocks_listen = \"0.0.0.0:{ss_port}\"\nwireguard_port = {wg_port}\nwireguard_tun = \"wfx{idx}\"\nwireguard_pool = \"198.19.{idx}.0/24\"\nexit_allow = [\"{allow}\"]\nprice_per_mib = \"{x}\"\nprice_per_second = \"{y}\"\nseller_burn = \"{z}\"\nbuyer_burn = \"{w}\"\nmin_deposit = \"{md}\"\npayment_interval = {iv}\ngrace_secs = {grace}\n",
+            "\n[seller]\naccount_keystore = {acct:?}\nsigner_keystore = {signer:?}\nregion = \"{region}\"\nservices = [{services}]\npublic_host = \"{host}\"\nshadowsocks_listen = \"0.0.0.0:{ss_port}\"\nwireguard_port = {wg_port}\nwireguard_tun = \"wfx{idx}\"\nwireguard_pool = \"198.19.{idx}.0/24\"\nexit_allow = [{allow}]\nprice_per_mib = \"{x}\"\nprice_per_second = \"{y}\"\nseller_burn = \"{z}\"\nbuyer_burn = \"{w}\"\nmin_deposit = \"{md}\"\npayment_interval = {iv}\ngrace_secs = {grace}\n",
             acct = s.account.keystore.display().to_string(),
             signer = s.signer.keystore.display().to_string(),
             region = spec.region,
@@ -397,6 +406,7 @@ impl LabNet {
             md = spec.min_deposit,
             iv = spec.interval,
             grace = spec.grace,
+            allow = allow.join(", "),
         ));
         text.push_str(&spec.extra_config);
         text.push('\n');
@@ -559,6 +569,16 @@ impl LabNet {
     /// Downloads `bytes` from the internet host on the buyer's host: through SOCKS5 at
     /// `socks` when given, else directly (through the VPN). Returns the bytes received.
     pub fn download(&self, socks: Option<u16>, bytes: u64) -> Result<u64, LabNetError> {
+        self.download_within(socks, bytes, Duration::from_secs(60))
+    }
+
+    /// [`Self::download`] giving up after `max`.
+    pub fn download_within(
+        &self,
+        socks: Option<u16>,
+        bytes: u64,
+        max: Duration,
+    ) -> Result<u64, LabNetError> {
         let url = format!("http://{}/bytes/{bytes}", self.http);
         let mut cmd = self.command(Host::Buyer, Path::new("curl"));
         cmd.args([
@@ -568,8 +588,8 @@ impl LabNet {
             "-w",
             "%{size_download}",
             "--max-time",
-            "60",
         ]);
+        cmd.arg(max.as_secs().max(1).to_string());
         if let Some(p) = socks {
             cmd.arg("--socks5-hostname").arg(format!("127.0.0.1:{p}"));
         }

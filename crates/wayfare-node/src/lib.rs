@@ -9,6 +9,7 @@
 //!  actions     durable one-shot chain actions (open, settle, closes, finalize, top-up)
 //!  chain_watch market events -> the sessions
 //!  indexer     the reputation index: stored events, re-read near the head for reorgs
+//!  quality     the buyer's measurements of a run: first byte, peak throughput, loss
 //!  reputation  scores of sellers and buyers folded from market events (no oracle)
 //!  store       SQLite (WAL, synchronous=FULL), schema versions and migrations
 //!  api         REST on 127.0.0.1 with a bearer token; openapi; metrics
@@ -28,6 +29,7 @@ pub mod labnet;
 pub mod metrics;
 pub mod node;
 pub mod openapi;
+pub mod quality;
 pub mod registry;
 pub mod reputation;
 pub mod seller;

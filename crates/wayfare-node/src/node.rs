@@ -658,14 +658,10 @@ impl Node {
             unix_now(),
             &wayfare_p2p::CheapestFirst,
         );
-        let rows = self
-            .shared
-            .with_store(|s| s.sessions("buyer"))
-            .unwrap_or_default();
         let ranked = crate::buyer::rank(
             &offers,
             &self.indexer.ledger,
-            &crate::buyer::local_scores(&rows),
+            &crate::buyer::local_scores_from(&self.shared),
         );
         let mut views: Vec<(OfferView, f64)> = ranked
             .into_iter()

@@ -12,7 +12,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
 /// The schema version this program writes.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 const MIGRATIONS: &[&str] = &[
     // v1
@@ -86,6 +86,16 @@ const MIGRATIONS: &[&str] = &[
         log_index INTEGER NOT NULL,
         event TEXT NOT NULL,
         PRIMARY KEY (block, log_index)
+    );
+    "#,
+    // v3: the buyer's measurements of each tunnel run (JSON of `quality::Measurements`)
+    r#"
+    CREATE TABLE runs (
+        session TEXT NOT NULL,
+        started_ms INTEGER NOT NULL,
+        seller TEXT NOT NULL,
+        measurements TEXT NOT NULL,
+        PRIMARY KEY (session, started_ms)
     );
     "#,
 ];
@@ -761,6 +771,50 @@ impl Store {
         .map_err(|e| self.err(e))
     }
 
+    // ------------------------------------------------------------------ runs
+
+    /// Records (or updates) what a buyer's tunnel run measured.
+    pub fn put_run(
+        &self,
+        session: &str,
+        started_ms: u64,
+        seller: &str,
+        m: &crate::quality::Measurements,
+    ) -> Result<(), StoreError> {
+        let json = serde_json::to_string(m).unwrap_or_default();
+        self.conn
+            .execute(
+                "INSERT INTO runs(session, started_ms, seller, measurements) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT(session, started_ms) DO UPDATE SET measurements = excluded.measurements",
+                params![session, started_ms as i64, seller, json],
+            )
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
+    /// Every recorded run as `(session, seller, measurements)`, oldest first (unreadable rows
+    /// are skipped with a warning).
+    pub fn runs(&self) -> Result<Vec<(String, String, crate::quality::Measurements)>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT session, seller, measurements FROM runs ORDER BY started_ms")
+            .map_err(|e| self.err(e))?;
+        let rows: Vec<(String, String, String)> = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .and_then(|it| it.collect())
+            .map_err(|e| self.err(e))?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(s, seller, j)| match serde_json::from_str(&j) {
+                Ok(m) => Some((s, seller, m)),
+                Err(e) => {
+                    tracing::warn!(session = s, error = %e, "unreadable run measurements skipped");
+                    None
+                }
+            })
+            .collect())
+    }
+
     // ------------------------------------------------------------------ actions
 
     /// Makes an action durable before it is sent; returns its id.
@@ -979,6 +1033,13 @@ mod tests {
         assert_eq!(s.key("voucher:x").unwrap(), Some(vec![1]), "a key was lost");
         s.replace_market_events(0, &[(1, 0, "{}".into())]).unwrap();
         assert_eq!(s.market_events().unwrap().len(), 1);
+        let mut m = crate::quality::Measurements::default();
+        m.on_meter(0, 1, 2);
+        s.put_run("s1", 5, "0xab", &m).unwrap();
+        s.put_run("s1", 5, "0xab", &m).unwrap();
+        let runs = s.runs().unwrap();
+        assert_eq!(runs.len(), 1, "a run was recorded twice");
+        assert_eq!(runs[0].2.down, 2);
     }
 
     #[test]
