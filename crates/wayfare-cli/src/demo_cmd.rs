@@ -2,10 +2,12 @@
 //! what happened, every figure read back from the meters and the chain.
 //!
 //! As root: the namespace lab (buyer, seller and internet hosts), anvil on the seller host,
-//! three seller daemons and a buyer daemon; the buyer connects through the best offer (WireGuard
-//! by default), downloads from the internet host, pays every interval, disconnects after
-//! `--duration`, and the channel closes on chain. Without root: the same on loopback with
-//! shadowsocks and SOCKS5.
+//! three seller daemons and a buyer daemon. Seller 1 is the cheapest, but its exit reaches
+//! nothing. Round 1: the buyer picks it (every seller is a newcomer, so price decides), measures
+//! that nothing comes back, closes and rates it 1 on chain. Round 2: the buyer's choice passes
+//! over the seller that just failed and weighs price against score among the others; it downloads from the internet host through it
+//! (WireGuard by default), pays every interval, disconnects after `--duration`, and the channel
+//! closes on chain. Without root: the same on loopback with shadowsocks and SOCKS5.
 
 use std::{path::PathBuf, time::Duration};
 
@@ -115,18 +117,25 @@ fn run_blocking(args: DemoArgs) -> anyhow::Result<()> {
         net.info.chain_id
     ));
 
+    // With two sellers or more, seller 1 is the cheapest and its exit is broken.
+    let trial = args.sellers >= 2;
     let mut sellers: Vec<Daemon> = Vec::new();
     for i in 1..=args.sellers {
         let mut spec = SellerSpec::new(i);
-        // Different prices, so the choice shows: seller 2 is the cheapest.
+        // Different prices, so the choice shows.
         spec.price_per_mib = match i {
-            2 => 500_000_000_000,
+            1 if trial => 800_000_000_000,
             _ => 1_000_000_000_000 * i as u128,
         };
         if namespaces {
             spec.services = vec![ServiceName::Shadowsocks, ServiceName::Wireguard];
         }
-        step(&format!("starting seller-{i} daemon"));
+        if i == 1 && trial {
+            spec.exit_allow = Some(vec![]);
+            step("starting seller-1 daemon: the cheapest, with a broken exit (exit_allow = [])");
+        } else {
+            step(&format!("starting seller-{i} daemon"));
+        }
         sellers.push(net.start_seller(&spec)?);
     }
     let refs: Vec<&Daemon> = sellers.iter().collect();
@@ -141,57 +150,54 @@ fn run_blocking(args: DemoArgs) -> anyhow::Result<()> {
             .filter(|v| v.as_array().is_some_and(|a| a.len() >= n))
     })?;
     print!("{}", net.cli(&buyer, &["offers"])?);
+    let socks = (service == "shadowsocks").then_some(buyer.service_port);
+
+    if trial {
+        step("round 1: every seller is a newcomer, so the cheapest offer wins");
+        step(&format!("wayfare connect --service {service}"));
+        print!("{}", net.cli(&buyer, &["connect", "--service", &service])?);
+        step("downloading for 10 s: nothing comes back through seller-1's exit");
+        let got = download_for(&net, &buyer, socks, Duration::from_secs(10), 3);
+        if got > 0 {
+            bail!("{got} bytes came back through seller-1's broken exit");
+        }
+        step("wayfare disconnect --close (the buyer rates the seller from what it measured)");
+        print!("{}", net.cli(&buyer, &["disconnect", "--close"])?);
+        wait_all_closed(&net, &buyer)?;
+        let a1 = net.info.sellers[0].account.address.to_string();
+        net.wait_for(
+            "the buyer's rating of seller-1",
+            Duration::from_secs(30),
+            || {
+                let v = net.cli_json(&buyer, &["offers", "--sort", "score"]).ok()?;
+                let o = v.as_array()?.iter().find(|o| o["seller"] == a1.as_str())?;
+                // Its close and its rating of 1 read (0.318 with these burns).
+                (o["score"].as_f64()? < 0.33).then_some(())
+            },
+        )?;
+        step("wayfare offers --sort score (seller-1 rated 1 on chain, and the buyer's own record)");
+        print!("{}", net.cli(&buyer, &["offers", "--sort", "score"])?);
+        step(
+            "round 2: a seller whose latest session failed is tried last; the others by price and score",
+        );
+        // The old session may still be winding down for a moment.
+        std::thread::sleep(Duration::from_secs(1));
+    }
 
     step(&format!("wayfare connect --service {service}"));
     let out = net.cli(&buyer, &["connect", "--service", &service])?;
     print!("{out}");
-    let socks = (service == "shadowsocks").then_some(buyer.service_port);
 
     step(&format!(
         "downloading from the internet host for {} s",
         args.duration
     ));
-    let start = std::time::Instant::now();
-    let mut got = 0u64;
-    let mut next_report = Duration::from_secs(0);
-    while start.elapsed() < Duration::from_secs(args.duration) {
-        match net.download(socks, 4 << 20) {
-            Ok(n) => got += n,
-            Err(e) => println!("    download failed: {e}"),
-        }
-        if start.elapsed() >= next_report {
-            next_report += Duration::from_secs(10);
-            if let Ok(v) = net.cli_json(&buyer, &["status"])
-                && let Some(s) = v["sessions"].as_array().and_then(|a| {
-                    a.iter()
-                        .find(|s| s["role"] == "buyer" && s["phase"] != "ended")
-                })
-            {
-                println!(
-                    "    {:>4} s  downloaded {:>6.1} MiB  metered {:>6.1} MiB  owed {}  paid {}",
-                    start.elapsed().as_secs(),
-                    got as f64 / 1048576.0,
-                    s["bytes"].as_u64().unwrap_or(0) as f64 / 1048576.0,
-                    eth(s["owed_wei"].as_str()),
-                    eth(s["paid_wei"].as_str()),
-                );
-            }
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    }
+    download_for(&net, &buyer, socks, Duration::from_secs(args.duration), 60);
 
     step("wayfare disconnect --close");
     print!("{}", net.cli(&buyer, &["disconnect", "--close"])?);
     step("waiting for the channel to close on chain");
-    let channels = net.wait_for(
-        "the buyer's channel to close",
-        Duration::from_secs(90),
-        || {
-            let v = net.cli_json(&buyer, &["channels"]).ok()?;
-            let list = v.as_array()?.clone();
-            (!list.is_empty() && list.iter().all(|c| c["state"] == "closed")).then_some(list)
-        },
-    )?;
+    let channels = wait_all_closed(&net, &buyer)?;
 
     // Read everything back: meters from the seller daemons, amounts from the chain.
     let mut sessions = Vec::new();
@@ -266,7 +272,7 @@ fn run_blocking(args: DemoArgs) -> anyhow::Result<()> {
         (top > 0.5).then_some(())
     });
     if rated.is_ok() {
-        step("wayfare offers --sort score (after the buyer rated its seller on chain)");
+        step("wayfare offers --sort score (after the buyer rated its sellers on chain)");
         print!("{}", net.cli(&buyer, &["offers", "--sort", "score"])?);
     }
     let burns = net.chain(|c| async move { c.burned_unswept().await })?;
@@ -329,6 +335,59 @@ fn run_blocking(args: DemoArgs) -> anyhow::Result<()> {
     }
     println!("every session settled on chain");
     Ok(())
+}
+
+/// Downloads from the internet host for `duration` (each try at most `per_try` seconds),
+/// printing progress every 10 s; returns the bytes received.
+fn download_for(
+    net: &LabNet,
+    buyer: &Daemon,
+    socks: Option<u16>,
+    duration: Duration,
+    per_try: u64,
+) -> u64 {
+    let start = std::time::Instant::now();
+    let mut got = 0u64;
+    let mut next_report = Duration::from_secs(0);
+    while start.elapsed() < duration {
+        match net.download_within(socks, 4 << 20, Duration::from_secs(per_try)) {
+            Ok(n) => got += n,
+            Err(e) => println!("    download failed: {e}"),
+        }
+        if start.elapsed() >= next_report {
+            next_report += Duration::from_secs(10);
+            if let Ok(v) = net.cli_json(buyer, &["status"])
+                && let Some(s) = v["sessions"].as_array().and_then(|a| {
+                    a.iter()
+                        .find(|s| s["role"] == "buyer" && s["phase"] != "ended")
+                })
+            {
+                println!(
+                    "    {:>4} s  downloaded {:>6.1} MiB  metered {:>6.1} MiB  owed {}  paid {}",
+                    start.elapsed().as_secs(),
+                    got as f64 / 1048576.0,
+                    s["bytes"].as_u64().unwrap_or(0) as f64 / 1048576.0,
+                    eth(s["owed_wei"].as_str()),
+                    eth(s["paid_wei"].as_str()),
+                );
+            }
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    got
+}
+
+/// Waits until every channel of the buyer is closed on chain; returns them.
+fn wait_all_closed(net: &LabNet, buyer: &Daemon) -> anyhow::Result<Vec<serde_json::Value>> {
+    Ok(net.wait_for(
+        "the buyer's channels to close",
+        Duration::from_secs(90),
+        || {
+            let v = net.cli_json(buyer, &["channels"]).ok()?;
+            let list = v.as_array()?.clone();
+            (!list.is_empty() && list.iter().all(|c| c["state"] == "closed")).then_some(list)
+        },
+    )?)
 }
 
 fn eth(wei: Option<&str>) -> String {

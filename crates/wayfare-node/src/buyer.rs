@@ -142,17 +142,33 @@ pub fn session_record(row: &SessionRow, runs: &[&Measurements]) -> Option<f64> {
     }
 }
 
+/// How long a seller whose latest session failed is passed over by the automatic choice.
+pub const FAILURE_COOLDOWN_SECS: u64 = 3600;
+
+/// The buyer's own record of a seller.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LocalRecord {
+    /// [`quality::local_score`] over its ended sessions.
+    pub score: f64,
+    /// Its latest session failed (record 0) less than [`FAILURE_COOLDOWN_SECS`] ago: the
+    /// automatic choice tries every other matching seller first.
+    pub failed_recently: bool,
+}
+
 /// The buyer's own record of each seller from its ended sessions ([`session_record`]), as
 /// [`quality::local_score`]: a newcomer is 0.5, one failed session 0.25, one perfect 0.75.
+/// `now` is Unix seconds.
 pub fn local_scores(
     rows: &[SessionRow],
     runs: &[(String, String, Measurements)],
-) -> BTreeMap<Address, f64> {
+    now: u64,
+) -> BTreeMap<Address, LocalRecord> {
     let mut by_session: BTreeMap<&str, Vec<&Measurements>> = BTreeMap::new();
     for (session, _, m) in runs {
         by_session.entry(session.as_str()).or_default().push(m);
     }
-    let mut records: BTreeMap<Address, Vec<f64>> = BTreeMap::new();
+    // Per seller: every session's record, and the latest one (when it ended, its record).
+    let mut records: BTreeMap<Address, (Vec<f64>, (u64, f64))> = BTreeMap::new();
     for r in rows.iter().filter(|r| r.role == "buyer" && r.ended) {
         let Ok(seller) = r.counterparty.parse::<Address>() else {
             continue;
@@ -162,30 +178,43 @@ pub fn local_scores(
             .map(Vec::as_slice)
             .unwrap_or(&[]);
         if let Some(q) = session_record(r, runs) {
-            records.entry(seller).or_default().push(q);
+            let e = records.entry(seller).or_insert((Vec::new(), (0, 1.0)));
+            e.0.push(q);
+            if r.updated_at >= e.1.0 {
+                e.1 = (r.updated_at, q);
+            }
         }
     }
     records
         .into_iter()
-        .map(|(a, q)| (a, quality::local_score(&q)))
+        .map(|(a, (q, (at, last)))| {
+            (
+                a,
+                LocalRecord {
+                    score: quality::local_score(&q),
+                    failed_recently: last == 0.0 && now.saturating_sub(at) < FAILURE_COOLDOWN_SECS,
+                },
+            )
+        })
         .collect()
 }
 
 /// The buyer's local record of every seller, read from the store.
-pub fn local_scores_from(shared: &Shared) -> BTreeMap<Address, f64> {
+pub fn local_scores_from(shared: &Shared) -> BTreeMap<Address, LocalRecord> {
     let rows = shared
         .with_store(|s| s.sessions("buyer"))
         .unwrap_or_default();
     let runs = shared.with_store(|s| s.runs()).unwrap_or_default();
-    local_scores(&rows, &runs)
+    local_scores(&rows, &runs, unix_now())
 }
 
 /// Offers with their seller's score (chain score blended with the buyer's own record, when it
-/// has one) and the buyer's utility, best utility first.
+/// has one) and the buyer's utility, best first: sellers whose latest session with this buyer
+/// failed within [`FAILURE_COOLDOWN_SECS`] come after every other, then by utility.
 pub fn rank<'a>(
     offers: &[&'a Announcement],
     ledger: &crate::reputation::Ledger,
-    local: &BTreeMap<Address, f64>,
+    local: &BTreeMap<Address, LocalRecord>,
 ) -> Vec<(&'a Announcement, f64, f64)> {
     let params = crate::reputation::ScoreParams::default();
     let price = |a: &Announcement| {
@@ -199,16 +228,19 @@ pub fn rank<'a>(
         .map(|a| {
             let chain = ledger.seller_score(&a.seller, &params);
             let score = match local.get(&a.seller) {
-                Some(l) => (1.0 - LOCAL_WEIGHT) * chain + LOCAL_WEIGHT * l,
+                Some(l) => (1.0 - LOCAL_WEIGHT) * chain + LOCAL_WEIGHT * l.score,
                 None => chain,
             };
             let u = crate::reputation::utility(score, price(a), max, PRICE_WEIGHT);
             (*a, score, u)
         })
         .collect();
-    // Best utility first; ties: cheaper, then by address (deterministic).
+    // Recent failures last; then best utility first; ties: cheaper, then by address.
+    let failed = |a: &Announcement| local.get(&a.seller).is_some_and(|l| l.failed_recently);
     v.sort_by(|x, y| {
-        y.2.total_cmp(&x.2)
+        failed(x.0)
+            .cmp(&failed(y.0))
+            .then(y.2.total_cmp(&x.2))
             .then(price(x.0).cmp(&price(y.0)))
             .then(x.0.seller.cmp(&y.0.seller))
     });
@@ -1441,9 +1473,9 @@ mod tests {
             row(1, "MeterMismatch", 10),
             row(2, "UserLeft", 5_000_000),
         ];
-        let local = local_scores(&rows, &[]);
-        assert!(local[&Address::repeat_byte(1)] < 0.25);
-        assert!(local[&Address::repeat_byte(2)] > 0.6);
+        let local = local_scores(&rows, &[], 0);
+        assert!(local[&Address::repeat_byte(1)].score < 0.25);
+        assert!(local[&Address::repeat_byte(2)].score > 0.6);
         let ranked = rank(&[&a, &b], &crate::reputation::Ledger::new(), &local);
         assert_eq!(ranked[0].0.seller, b.seller, "{ranked:?}");
         // Without that record, the cheaper one would have won.
@@ -1466,13 +1498,27 @@ mod tests {
             dead.on_meter(t * 100, t * 60, 0);
         }
         let seller = Address::repeat_byte(1).to_string();
-        let local = local_scores(&rows, &[(rows[0].id.clone(), seller.clone(), dead)]);
-        assert_eq!(local[&Address::repeat_byte(1)], 0.25);
+        let runs = [(rows[0].id.clone(), seller.clone(), dead)];
+        let local = local_scores(&rows, &runs, 60);
+        let l = local[&Address::repeat_byte(1)];
+        assert_eq!(l.score, 0.25);
+        assert!(l.failed_recently);
         let ranked = rank(&[&a, &b], &crate::reputation::Ledger::new(), &local);
         assert_eq!(ranked[0].0.seller, b.seller, "{ranked:?}");
+        // Even much cheaper, a seller that just failed is tried last.
+        let cheap = offer(1, 10);
+        let ranked = rank(&[&cheap, &b], &crate::reputation::Ledger::new(), &local);
+        assert_eq!(ranked[0].0.seller, b.seller, "{ranked:?}");
+        // After the cool-down only the score is held against it: still enough at 80 % price.
+        let local = local_scores(&rows, &runs, 2 * FAILURE_COOLDOWN_SECS);
+        assert!(!local[&Address::repeat_byte(1)].failed_recently);
+        let ranked = rank(&[&a, &b], &crate::reputation::Ledger::new(), &local);
+        assert_eq!(ranked[0].0.seller, b.seller, "{ranked:?}");
+        let ranked = rank(&[&cheap, &b], &crate::reputation::Ledger::new(), &local);
+        assert_eq!(ranked[0].0.seller, cheap.seller, "{ranked:?}");
         // A run the buyer never used says nothing either way.
         let idle = Measurements::default();
-        let local = local_scores(&rows, &[(rows[0].id.clone(), seller, idle)]);
+        let local = local_scores(&rows, &[(rows[0].id.clone(), seller, idle)], 60);
         assert!(local.is_empty(), "{local:?}");
     }
 }
