@@ -208,8 +208,8 @@ pub fn local_scores_from(shared: &Shared) -> BTreeMap<Address, LocalRecord> {
     local_scores(&rows, &runs, unix_now())
 }
 
-/// Offers with their seller's score (chain score blended with the buyer's own record, when it
-/// has one) and the buyer's utility, best first: sellers whose latest session with this buyer
+/// Offers with their seller's score (chain score blended half and half with the buyer's own
+/// record, 0.5 when it has none) and the buyer's utility, best first: sellers whose latest session with this buyer
 /// failed within [`FAILURE_COOLDOWN_SECS`] come after every other, then by utility.
 pub fn rank<'a>(
     offers: &[&'a Announcement],
@@ -227,10 +227,11 @@ pub fn rank<'a>(
         .iter()
         .map(|a| {
             let chain = ledger.seller_score(&a.seller, &params);
-            let score = match local.get(&a.seller) {
-                Some(l) => (1.0 - LOCAL_WEIGHT) * chain + LOCAL_WEIGHT * l.score,
-                None => chain,
-            };
+            // A seller the buyer never used has the neutral local prior.
+            let own = local
+                .get(&a.seller)
+                .map_or_else(|| quality::local_score(&[]), |l| l.score);
+            let score = (1.0 - LOCAL_WEIGHT) * chain + LOCAL_WEIGHT * own;
             let u = crate::reputation::utility(score, price(a), max, PRICE_WEIGHT);
             (*a, score, u)
         })

@@ -19,7 +19,7 @@ fn fold(ledger: &mut Ledger, rows: &[(u64, u64, String)]) -> Option<(u64, u64)> 
     let mut last = None;
     for (b, i, json) in rows {
         match serde_json::from_str::<RepEvent>(json) {
-            Ok(ev) => ledger.apply(&ev),
+            Ok(ev) => ledger.apply_at(*b, &ev),
             Err(e) => {
                 tracing::warn!(block = b, log = i, error = %e, "unreadable indexed event skipped")
             }

@@ -10,10 +10,16 @@
 //! D = (B − B_d + W0·½) / (B + W0)          share of closed channels without a buyer-started
 //!                                            close (startClose → finalize), by burns: B the
 //!                                            burns of its closed channels, B_d of the disputed
-//! E = 1 − exp(−B / B0)                       experience: B = both burns of its closed channels,
-//!                                            B0 = 0.01 ETH (channel counts and paid volume are
-//!                                            free to fake with oneself; burns are not)
-//! score = 0.6·R + 0.25·D + 0.15·E
+//! E = 1 − exp(−B / B0)                       channel count, by burns: B = both burns of its
+//!                                            closed channels, B0 = 0.01 ETH (a count is free
+//!                                            to fake with oneself; burns are not)
+//! V = 1 − exp(−P / P0)                       volume paid: P = Σ over closed channels of what
+//!                                            the seller was paid, each capped at 100× that
+//!                                            channel's burns (volume with oneself is free);
+//!                                            P0 = 0.1 ETH
+//! A = 1 − exp(−age / T0)                     age: blocks since its first closed channel with
+//!                                            burns, T0 = 216,000 blocks (30 days of 12 s)
+//! score = 0.5·R + 0.2·D + 0.1·E + 0.1·V + 0.1·A   (a newcomer scores 0.35)
 //! ```
 //!
 //! Buyer score: `0.7·R_b + 0.3·D_b` with the sellers' ratings of the buyer (weighted by the
@@ -103,6 +109,10 @@ pub struct Stats {
     pub burns_disputed: f64,
     /// Paid to the seller over its closed channels, wei.
     pub paid: U256,
+    /// Paid to the seller over its closed channels, each capped at 100× its burns, ETH.
+    pub paid_backed: f64,
+    /// The block of its first closed channel with burns.
+    pub since_block: Option<u64>,
 }
 
 /// Scoring parameters (defaults in the module docs).
@@ -112,13 +122,22 @@ pub struct ScoreParams {
     pub prior_weight: f64,
     /// B0 in ETH.
     pub experience_burns: f64,
+    /// P0 in ETH.
+    pub volume: f64,
+    /// T0 in blocks.
+    pub age_blocks: f64,
 }
+
+/// How many times its burns a channel's payment may count in the volume term.
+pub const VOLUME_PER_BURN: u128 = 100;
 
 impl Default for ScoreParams {
     fn default() -> Self {
         Self {
             prior_weight: 0.001,
             experience_burns: 0.01,
+            volume: 0.1,
+            age_blocks: 216_000.0,
         }
     }
 }
@@ -136,6 +155,7 @@ pub struct Ledger {
     sellers: BTreeMap<Address, Stats>,
     buyers: BTreeMap<Address, Stats>,
     events: u64,
+    head: u64,
 }
 
 impl Ledger {
@@ -154,7 +174,23 @@ impl Ledger {
         self.events == 0
     }
 
-    /// Folds one event in (events must come in chain order).
+    /// The last block folded in (ages are counted to it).
+    pub fn head(&self) -> u64 {
+        self.head
+    }
+
+    /// The chain has reached `block` (ages grow even while no event comes).
+    pub fn observe_head(&mut self, block: u64) {
+        self.head = self.head.max(block);
+    }
+
+    /// Folds in one event mined in `block` (events must come in chain order).
+    pub fn apply_at(&mut self, block: u64, ev: &RepEvent) {
+        self.head = self.head.max(block);
+        self.apply(ev);
+    }
+
+    /// Folds one event in, at the last block seen (events must come in chain order).
     pub fn apply(&mut self, ev: &RepEvent) {
         self.events += 1;
         match *ev {
@@ -207,8 +243,14 @@ impl Ledger {
                         stats.burns_disputed += burns;
                     }
                 }
+                let head = self.head;
                 let s = self.sellers.entry(c.seller).or_default();
                 s.paid = s.paid.saturating_add(to_seller);
+                let cap = U256::from(c.burns.saturating_mul(VOLUME_PER_BURN));
+                s.paid_backed += eth(to_seller.min(cap));
+                if c.burns > 0 && s.since_block.is_none() {
+                    s.since_block = Some(head);
+                }
             }
             RepEvent::Rated {
                 id,
@@ -246,9 +288,9 @@ impl Ledger {
         self.buyers.get(buyer).cloned().unwrap_or_default()
     }
 
-    /// The seller's score in [0, 1] (0.5-ish for a newcomer).
+    /// The seller's score in [0, 1] (0.35 for a newcomer), ages counted to [`Self::head`].
     pub fn seller_score(&self, seller: &Address, p: &ScoreParams) -> f64 {
-        seller_score(&self.seller_stats(seller), p)
+        seller_score(&self.seller_stats(seller), self.head, p)
     }
 
     /// The buyer's score in [0, 1].
@@ -270,10 +312,14 @@ fn undisputed(s: &Stats, p: &ScoreParams) -> f64 {
     (s.burns_closed - s.burns_disputed + p.prior_weight * 0.5) / (s.burns_closed + p.prior_weight)
 }
 
-/// The seller formula of the module docs.
-pub fn seller_score(s: &Stats, p: &ScoreParams) -> f64 {
+/// The seller formula of the module docs, its age counted to block `head`.
+pub fn seller_score(s: &Stats, head: u64, p: &ScoreParams) -> f64 {
     let experience = 1.0 - (-s.burns_closed / p.experience_burns).exp();
-    0.6 * rating(s, p) + 0.25 * undisputed(s, p) + 0.15 * experience
+    let volume = 1.0 - (-s.paid_backed / p.volume).exp();
+    let age = s.since_block.map_or(0.0, |b| {
+        1.0 - (-(head.saturating_sub(b) as f64) / p.age_blocks).exp()
+    });
+    0.5 * rating(s, p) + 0.2 * undisputed(s, p) + 0.1 * experience + 0.1 * volume + 0.1 * age
 }
 
 /// The buyer formula of the module docs.
@@ -368,7 +414,7 @@ mod tests {
         let p = ScoreParams::default();
         let l = Ledger::new();
         let new = l.seller_score(&addr(1), &p);
-        assert!((0.4..0.5).contains(&new), "{new}");
+        assert!((new - 0.35).abs() < 1e-12, "{new}");
         let mut good = Ledger::new();
         let mut bad = Ledger::new();
         for n in 0..5 {
@@ -380,6 +426,87 @@ mod tests {
             bad.seller_score(&addr(1), &p),
         );
         assert!(g > new && b < new, "good {g}, new {new}, bad {b}");
+    }
+
+    #[test]
+    fn volume_counts_only_as_far_as_burns_back_it() {
+        let p = ScoreParams::default();
+        let volume = |burn: u128, paid: u128| {
+            let mut l = Ledger::new();
+            l.apply(&RepEvent::Opened {
+                id: id(1),
+                seller: addr(1),
+                buyer: addr(2),
+                seller_burn: burn,
+                buyer_burn: burn,
+            });
+            l.apply(&RepEvent::Closed {
+                id: id(1),
+                to_seller: U256::from(paid),
+            });
+            l.seller_stats(&addr(1)).paid_backed
+        };
+        // 10 ETH paid to oneself through a channel without burns: no volume.
+        assert_eq!(volume(0, 10 * ETH), 0.0);
+        // With 0.001 ETH a side, at most 100× the burns (0.2 ETH) counts.
+        assert!((volume(ETH / 1000, 10 * ETH) - 0.2).abs() < 1e-12);
+        assert!((volume(ETH / 1000, ETH / 20) - 0.05).abs() < 1e-12);
+        let mut l = Ledger::new();
+        closed_rated(&mut l, 1, addr(1), addr(2), ETH / 1000, 3);
+        let low = l.seller_score(&addr(1), &p);
+        let mut l = Ledger::new();
+        l.apply(&RepEvent::Opened {
+            id: id(1),
+            seller: addr(1),
+            buyer: addr(2),
+            seller_burn: ETH / 1000,
+            buyer_burn: ETH / 1000,
+        });
+        l.apply(&RepEvent::Closed {
+            id: id(1),
+            to_seller: U256::from(ETH / 10),
+        });
+        l.apply(&RepEvent::Rated {
+            id: id(1),
+            rater: addr(2),
+            ratee: addr(1),
+            score: 3,
+            weight: U256::from(ETH / 1000),
+        });
+        assert!(
+            l.seller_score(&addr(1), &p) > low,
+            "volume paid counted nothing"
+        );
+    }
+
+    #[test]
+    fn age_grows_from_the_first_burned_close_and_takes_time_to_fake() {
+        let p = ScoreParams::default();
+        let mut l = Ledger::new();
+        l.apply_at(
+            100,
+            &RepEvent::Opened {
+                id: id(1),
+                seller: addr(1),
+                buyer: addr(2),
+                seller_burn: ETH / 1000,
+                buyer_burn: ETH / 1000,
+            },
+        );
+        l.apply_at(
+            200,
+            &RepEvent::Closed {
+                id: id(1),
+                to_seller: U256::ZERO,
+            },
+        );
+        assert_eq!(l.seller_stats(&addr(1)).since_block, Some(200));
+        let young = l.seller_score(&addr(1), &p);
+        // A month of blocks later (any event moves the head), the same record is older.
+        l.apply_at(200 + 216_000, &RepEvent::CloseStarted { id: id(9) });
+        let old = l.seller_score(&addr(1), &p);
+        let expect = 0.1 * (1.0 - (-1.0f64).exp());
+        assert!((old - young - expect).abs() < 1e-12, "{old} - {young}");
     }
 
     #[test]

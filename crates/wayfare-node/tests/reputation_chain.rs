@@ -79,7 +79,7 @@ async fn self_dealing(
         .unwrap()
     {
         if let Some(ev) = from_log(&l) {
-            ledger.apply(&ev);
+            ledger.apply_at(l.block, &ev);
         }
     }
     ledger
@@ -117,12 +117,18 @@ async fn self_rating_through_50_self_opened_channels_buys_only_what_its_burns_we
     let gain = score - newcomer;
     assert!(gain > 0.0, "burns bought nothing");
     // What the burns weigh: the rating term is a burn-weighted mean with a 0.001 ETH prior,
-    // and the experience term saturates in burns: recompute it from the burns alone.
+    // and the experience term saturates in burns: recompute it from the burns alone (and the
+    // age of its first burned close, a few blocks here).
     let w = (CHANNELS as f64) * burn as f64 / 1e18; // rating weight (the raters' burns)
     let b = 2.0 * w; // both burns of the closed channels
-    let expected = 0.6 * ((w + p.prior_weight * 0.5) / (w + p.prior_weight))
-        + 0.25 * ((b + p.prior_weight * 0.5) / (b + p.prior_weight))
-        + 0.15 * (1.0 - (-b / p.experience_burns).exp());
+    // Volume: each settle paid 0. Age: blocks since the first burned close.
+    let st = paid.seller_stats(&s2);
+    assert_eq!(st.paid_backed, 0.0);
+    let age = (paid.head() - st.since_block.expect("a burned close")) as f64;
+    let expected = 0.5 * ((w + p.prior_weight * 0.5) / (w + p.prior_weight))
+        + 0.2 * ((b + p.prior_weight * 0.5) / (b + p.prior_weight))
+        + 0.1 * (1.0 - (-b / p.experience_burns).exp())
+        + 0.1 * (1.0 - (-age / p.age_blocks).exp());
     assert!(
         (score - expected).abs() < 1e-9,
         "score {score} is not what the burns weigh ({expected})"
