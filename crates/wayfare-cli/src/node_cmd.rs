@@ -72,6 +72,12 @@ pub struct ConnectArgs {
     /// The channel's deposit (default from the daemon's config).
     #[arg(long)]
     deposit: Option<String>,
+    /// Only sellers announcing this region.
+    #[arg(long)]
+    region: Option<String>,
+    /// Only sellers scoring at least this (0..1, the SCORE column of `wayfare offers`).
+    #[arg(long)]
+    min_score: Option<f64>,
     /// Return once the session started instead of waiting for the tunnel.
     #[arg(long)]
     no_wait: bool,
@@ -283,6 +289,8 @@ pub async fn connect(a: ApiArgs, args: ConnectArgs) -> anyhow::Result<()> {
         max_price_per_mib: args.max_price_per_mib,
         max_price_per_second: args.max_price_per_second,
         deposit: args.deposit,
+        region: args.region,
+        min_score: args.min_score,
     };
     let ans: ConnectAnswer = c.post("/v1/connect", serde_json::to_value(&req)?).await?;
     if !a.json {

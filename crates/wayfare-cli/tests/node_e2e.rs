@@ -1002,6 +1002,20 @@ fn j_a_seller_whose_sessions_fail_loses_the_buyers_choice() {
         )
         .unwrap_or_else(|e| panic!("{e}\n{}", w.logs()));
     assert_eq!(offers[0]["seller"].as_str(), Some(a2.as_str()), "{offers}");
+    // The filters: nobody scores 0.9 yet, nobody announces "mars", and 2 is not a score.
+    for (args, want) in [
+        (
+            &["--min-score", "0.9"][..],
+            "no matching seller scores 0.9 or more",
+        ),
+        (&["--region", "mars"][..], "region mars"),
+        (&["--min-score", "2"][..], "outside 0..1"),
+    ] {
+        let mut a = vec!["connect", "--service", "wireguard"];
+        a.extend_from_slice(args);
+        let e = w.net.cli(&w.buyer, &a).unwrap_err().to_string();
+        assert!(e.contains(want), "{args:?}: {e}");
+    }
     let second = w
         .net
         .wait_for("the second connect", Duration::from_secs(30), || {

@@ -115,6 +115,12 @@ pub struct ConnectRequest {
     pub max_price_per_second: Option<String>,
     /// Deposit, wei (default from config).
     pub deposit: Option<String>,
+    /// Only sellers announcing this region (exact, case-insensitive).
+    #[serde(default)]
+    pub region: Option<String>,
+    /// Only sellers whose score (as `wayfare offers` shows it) is at least this, 0..1.
+    #[serde(default)]
+    pub min_score: Option<f64>,
 }
 
 /// Answer to connect.

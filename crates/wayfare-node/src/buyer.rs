@@ -401,14 +401,23 @@ impl BuyerRole {
             })?),
             None => None,
         };
+        if let Some(m) = req.min_score
+            && !(0.0..=1.0).contains(&m)
+        {
+            return Err(NodeError::Invalid(format!(
+                "--min-score {m} is outside 0..1 (scores are the SCORE column of `wayfare offers`)"
+            )));
+        }
         let filter = OfferFilter {
             service: Some(service),
             max_price_per_mib: Some(limits.max_price_per_mib),
             max_price_per_second: Some(limits.max_price_per_second),
             max_buyer_burn: Some(limits.max_buyer_burn),
+            region: req.region.clone(),
             ..OfferFilter::default()
         };
         let now_s = unix_now();
+        let mut below_min = None;
         let all = offers.query(&OfferFilter::default(), now_s, &CheapestFirst);
         let matching = offers.query(&filter, now_s, &CheapestFirst);
         let offer = match want_seller {
@@ -434,11 +443,25 @@ impl BuyerRole {
                 .find(|a| self.paused_with(shared, a.seller, service).is_some())
                 .copied()
                 .or_else(|| {
-                    rank(&matching, ledger, &local_scores_from(shared))
-                        .first()
+                    let ranked = rank(&matching, ledger, &local_scores_from(shared));
+                    let best = ranked.first().map(|r| r.1);
+                    ranked
+                        .into_iter()
+                        .find(|r| req.min_score.is_none_or(|m| r.1 >= m))
                         .map(|r| r.0)
+                        .or_else(|| {
+                            below_min = best;
+                            None
+                        })
                 }) {
                 Some(a) => (*a).clone(),
+                None if below_min.is_some() => {
+                    return Err(NodeError::NoOffers(format!(
+                        "no matching seller scores {} or more (the best scores {:.3}): lower --min-score",
+                        req.min_score.unwrap_or_default(),
+                        below_min.unwrap_or_default()
+                    )));
+                }
                 None if all.is_empty() => {
                     return Err(NodeError::NoOffers(
                         "no seller has announced an offer yet: wait a few seconds, or check [p2p] bootstrap".into(),
@@ -446,11 +469,15 @@ impl BuyerRole {
                 }
                 None => {
                     return Err(NodeError::NoOffers(format!(
-                        "none of the {} offers matches (service {}, max X {}, max Y {}): raise the limits or pick --service",
+                        "none of the {} offers matches (service {}, max X {}, max Y {}{}): raise the limits or pick --service",
                         all.len(),
                         service_name(service.code()),
                         limits.max_price_per_mib,
-                        limits.max_price_per_second
+                        limits.max_price_per_second,
+                        req.region
+                            .as_deref()
+                            .map(|r| format!(", region {r}"))
+                            .unwrap_or_default()
                     )));
                 }
             },

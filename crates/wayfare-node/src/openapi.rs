@@ -36,7 +36,8 @@ pub const DOCUMENT: &str = r##"{
         "pending_actions": {"type": "array", "items": {"type": "string"}}}},
       "ConnectRequest": {"type": "object", "properties": {
         "seller": {"type": "string"}, "service": {"type": "string", "enum": ["wireguard", "shadowsocks"]},
-        "max_price_per_mib": {"type": "string"}, "max_price_per_second": {"type": "string"}, "deposit": {"type": "string"}}},
+        "max_price_per_mib": {"type": "string"}, "max_price_per_second": {"type": "string"}, "deposit": {"type": "string"},
+        "region": {"type": "string"}, "min_score": {"type": "number"}}},
       "Tx": {"type": "object", "properties": {"tx": {"type": "string"}, "amount_wei": {"type": "string", "nullable": true}}}
     },
     "responses": {
