@@ -208,7 +208,7 @@ pub async fn run(
     // Reputation: the stored index first, then the indexer keeps it current.
     let index_next = {
         let store = node.shared.store.lock().unwrap_or_else(|e| e.into_inner());
-        node.indexer = crate::indexer::Indexer::load(&store)?;
+        node.indexer = crate::indexer::Indexer::load_for(&store, cfg.chain.reorg_depth)?;
         store
             .meta("index_next_block")?
             .and_then(|v| v.parse::<u64>().ok())
