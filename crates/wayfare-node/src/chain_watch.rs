@@ -91,9 +91,20 @@ async fn voucher_signer(client: &MarketClient, log: &MarketLog) -> Option<Addres
     None
 }
 
-/// The reputation index: reads market events from `from` on, every pass again from
-/// `reorg_depth` blocks below where it stopped (so a reorg near the head is seen), and sends them
-/// as [`Internal::Indexed`]. Ends when the node is gone.
+/// The reputation index: reads market events from `from` on in bounded windows and sends each
+/// window as [`Internal::Indexed`] (the node stores the events and the cursor, so progress
+/// survives a restart). Ends when the node is gone.
+///
+/// * A window holds at most `MAX_BLOCK_RANGE` (2,000) new blocks: one `eth_getLogs` on providers
+///   that cap ranges, and a node starting on a long chain makes progress from its first pass
+///   instead of timing out on the whole history. A read that fails or times out halves the
+///   window (down to one block: a busy chain whose logs are too many for one answer, or a
+///   provider that caps results); each read that succeeds doubles it back.
+/// * While behind the head it reads the next window at once; it sleeps `poll` only once caught
+///   up (or after a failed read).
+/// * Blocks that are within `reorg_depth` of the head are read again on the next pass (from
+///   `next - reorg_depth`, never below `start`), so a reorg near the head replaces what it
+///   changed. Deeper blocks are final and read once.
 pub async fn index(
     client: MarketClient,
     start: u64,
@@ -103,6 +114,7 @@ pub async fn index(
     tx: mpsc::Sender<Internal>,
 ) {
     let mut next = from;
+    let mut window = INDEX_WINDOW;
     loop {
         let head = match tokio::time::timeout(CALL_TIMEOUT, client.head())
             .await
@@ -114,15 +126,19 @@ pub async fn index(
                 continue;
             }
         };
-        if head + 1 >= next {
-            let lo = next.saturating_sub(reorg_depth).max(start);
-            let read = tokio::time::timeout(
-                CALL_TIMEOUT.saturating_mul(6),
-                client.events_between(lo, head),
-            )
-            .await
-            .unwrap_or_else(|_| Err(timed_out(&client)));
-            if let Ok(logs) = read {
+        let Some((lo, hi)) = index_range(start, next, head, reorg_depth, window) else {
+            // Nothing new, and nothing read yet that a reorg could still change.
+            tokio::time::sleep(poll).await;
+            continue;
+        };
+        let read = tokio::time::timeout(
+            CALL_TIMEOUT.saturating_mul(6),
+            client.events_between(lo, hi),
+        )
+        .await
+        .unwrap_or_else(|_| Err(timed_out(&client)));
+        match read {
+            Ok(logs) => {
                 let events = logs
                     .iter()
                     .filter_map(|l| {
@@ -132,7 +148,7 @@ pub async fn index(
                 if tx
                     .send(Internal::Indexed {
                         from: lo,
-                        next: head + 1,
+                        next: hi + 1,
                         events,
                     })
                     .await
@@ -140,9 +156,92 @@ pub async fn index(
                 {
                     return;
                 }
-                next = head + 1;
+                next = hi + 1;
+                window = window.saturating_mul(2).min(INDEX_WINDOW);
+                if hi < head {
+                    continue; // behind: the next window at once
+                }
+            }
+            Err(e) => {
+                window = (window / 2).max(1);
+                tracing::warn!(from = lo, to = hi, next_window = window, error = %e,
+                    "reputation index: reading market events failed; retrying with a smaller window");
             }
         }
         tokio::time::sleep(poll).await;
+    }
+}
+
+/// The most new blocks one pass of [`index`] reads.
+pub const INDEX_WINDOW: u64 = wayfare_chain::events::MAX_BLOCK_RANGE;
+
+/// Blocks `lo..=hi` the index reads next, with `next` the first block it has not read, or none
+/// when there is nothing to read. At most `window` new blocks (`next..`); blocks below `next`
+/// that are still within `reorg_depth` of `head` are read again (from `next - reorg_depth`,
+/// never below `start`).
+fn index_range(
+    start: u64,
+    next: u64,
+    head: u64,
+    reorg_depth: u64,
+    window: u64,
+) -> Option<(u64, u64)> {
+    if head.saturating_add(1) < next {
+        return None; // the chain is shorter than what was read (a reset devnet): wait
+    }
+    let near_head = next.saturating_add(reorg_depth) > head;
+    let lo = if near_head {
+        next.saturating_sub(reorg_depth).max(start)
+    } else {
+        next
+    };
+    let hi = head.min(next.saturating_add(window.max(1) - 1));
+    if hi < lo {
+        return None; // caught up with nothing to re-read (reorg_depth 0, or at `start`)
+    }
+    Some((lo, hi))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::index_range;
+
+    #[test]
+    fn windows_are_bounded_and_re_read_only_near_the_head() {
+        // A long chain: 2,000-block windows with no re-read while far behind.
+        assert_eq!(
+            index_range(100, 100, 1_000_000, 12, 2_000),
+            Some((100, 2_099))
+        );
+        assert_eq!(
+            index_range(100, 2_100, 1_000_000, 12, 2_000),
+            Some((2_100, 4_099))
+        );
+        // The last window reaches the head.
+        assert_eq!(
+            index_range(100, 999_000, 1_000_000, 12, 2_000),
+            Some((999_000, 1_000_000))
+        );
+        // Caught up: the last 12 blocks again, nothing new.
+        assert_eq!(
+            index_range(100, 1_000_001, 1_000_000, 12, 2_000),
+            Some((999_989, 1_000_000))
+        );
+        // New blocks near the head: re-read below `next` too.
+        assert_eq!(
+            index_range(100, 1_000_001, 1_000_005, 12, 2_000),
+            Some((999_989, 1_000_005))
+        );
+        // Never below `start`.
+        assert_eq!(index_range(100, 105, 110, 12, 2_000), Some((100, 110)));
+        // A window shrunk to one block still makes progress.
+        assert_eq!(index_range(100, 500, 505, 12, 1), Some((488, 500)));
+        assert_eq!(index_range(100, 500, 1_000, 12, 1), Some((500, 500)));
+        // A chain shorter than what was read: wait.
+        assert_eq!(index_range(100, 2_000, 1_000, 12, 2_000), None);
+        // Caught up without a reorg depth: nothing to read.
+        assert_eq!(index_range(100, 1_001, 1_000, 0, 2_000), None);
+        // Empty chain at `start`.
+        assert_eq!(index_range(100, 100, 99, 12, 2_000), None);
     }
 }
