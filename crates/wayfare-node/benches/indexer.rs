@@ -466,16 +466,12 @@ struct Round {
 /// not reorganise).
 fn on_indexed(ix: &mut Indexer, store: &mut Store, from: u64, next: u64, events: &[IndexedEvent]) {
     let rebuilt = ix
-        .apply_batch(store, from, events)
+        .apply_batch(store, from, next, events)
         .expect("storing indexed events");
     assert!(
         !rebuilt,
         "blocks {from}..{next}: the index saw a reorg that did not happen"
     );
-    ix.ledger.observe_head(next.saturating_sub(1));
-    store
-        .set_meta("index_next_block", &next.to_string())
-        .expect("recording the index cursor");
 }
 
 type IndexedEvent = (u64, u64, wayfare_node::reputation::RepEvent);

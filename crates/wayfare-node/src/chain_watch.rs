@@ -139,22 +139,22 @@ pub async fn index(
         .unwrap_or_else(|_| Err(timed_out(&client)));
         match read {
             Ok(logs) => {
-                let events = logs
+                let events: Vec<_> = logs
                     .iter()
                     .filter_map(|l| {
                         crate::reputation::from_log(l).map(|e| (l.block, l.log_index, e))
                     })
                     .collect();
-                if tx
-                    .send(Internal::Indexed {
-                        from: lo,
-                        next: hi + 1,
-                        events,
-                    })
-                    .await
-                    .is_err()
-                {
-                    return;
+                // In pieces, so the node (which serves sessions between messages) never
+                // stores and folds a whole busy window at once.
+                for (from, next, events) in split_window(lo, hi, events, INDEX_MESSAGE_EVENTS) {
+                    if tx
+                        .send(Internal::Indexed { from, next, events })
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
                 }
                 next = hi + 1;
                 window = window.saturating_mul(2).min(INDEX_WINDOW);
@@ -170,6 +170,42 @@ pub async fn index(
         }
         tokio::time::sleep(poll).await;
     }
+}
+
+/// The most events one [`Internal::Indexed`] carries (a block is never split).
+pub const INDEX_MESSAGE_EVENTS: usize = 5_000;
+
+/// Events with their block and log index, chain order.
+pub type Positioned<E> = Vec<(u64, u64, E)>;
+
+/// Cuts the events read from blocks `lo..=hi` (chain order) into messages
+/// `(from, next, events)` of at most `max` events each (more only when one block holds more),
+/// cut between blocks, whose ranges cover `lo..=hi` without gaps.
+pub fn split_window<E>(
+    lo: u64,
+    hi: u64,
+    events: Positioned<E>,
+    max: usize,
+) -> Vec<(u64, u64, Positioned<E>)> {
+    let mut out = Vec::new();
+    let mut from = lo;
+    let mut cur: Positioned<E> = Vec::new();
+    let mut events = events.into_iter().peekable();
+    while let Some(first) = events.next() {
+        // One block's events together.
+        let block = first.0;
+        let mut group = vec![first];
+        while let Some(ev) = events.next_if(|e| e.0 == block) {
+            group.push(ev);
+        }
+        if !cur.is_empty() && cur.len() + group.len() > max {
+            out.push((from, block, std::mem::take(&mut cur)));
+            from = block;
+        }
+        cur.extend(group);
+    }
+    out.push((from, hi + 1, cur));
+    out
 }
 
 /// The most new blocks one pass of [`index`] reads.
@@ -204,7 +240,30 @@ fn index_range(
 
 #[cfg(test)]
 mod tests {
-    use super::index_range;
+    use super::{index_range, split_window};
+
+    #[test]
+    fn a_busy_window_is_cut_between_blocks_without_gaps() {
+        let ev = |b: u64, i: u64| (b, i, ());
+        // Blocks 10..=20; 3 events in block 11, 2 in 12, 1 in 15, 4 in 19.
+        let events: Vec<_> = [(11, 3), (12, 2), (15, 1), (19, 4)]
+            .into_iter()
+            .flat_map(|(b, n)| (0..n).map(move |i| ev(b, i)))
+            .collect();
+        let parts = split_window(10, 20, events.clone(), 4);
+        let ranges: Vec<(u64, u64, usize)> =
+            parts.iter().map(|(f, n, e)| (*f, *n, e.len())).collect();
+        assert_eq!(ranges, vec![(10, 12, 3), (12, 19, 3), (19, 21, 4)]);
+        // Nothing lost or reordered.
+        let back: Vec<_> = parts.into_iter().flat_map(|p| p.2).collect();
+        assert_eq!(back, events);
+        // A block bigger than the limit stays whole; no events: one empty message.
+        assert_eq!(split_window(10, 20, events.clone(), 1).len(), 4);
+        assert_eq!(
+            split_window::<()>(10, 20, vec![], 4),
+            vec![(10, 21, vec![])]
+        );
+    }
 
     #[test]
     fn windows_are_bounded_and_re_read_only_near_the_head() {

@@ -72,46 +72,38 @@ impl Indexer {
         })
     }
 
-    /// Stores a read of blocks `from..` (events with their block and log index, chain order)
-    /// and folds what is new. Blocks below `from` are final from now on. Returns whether history
+    /// Stores a read of blocks `from..next` (events with their block and log index, chain
+    /// order) with the cursor `next`, folds what is new, and moves what the indexer will never
+    /// read again (below `next - reorg_depth`) into the checkpoint. Returns whether history
     /// changed and the ledger was rebuilt.
     pub fn apply_batch(
         &mut self,
         store: &mut Store,
         from: u64,
+        next: u64,
         events: &[(u64, u64, RepEvent)],
     ) -> Result<bool, StoreError> {
         let rows: Vec<(u64, u64, String)> = events
             .iter()
             .map(|(b, i, e)| (*b, *i, serde_json::to_string(e).unwrap_or_default()))
             .collect();
-        let reorg = store.replace_market_events(from, &rows)?;
-        if reorg && from < self.final_upto {
+        let reorg = store.replace_market_events(from, next, &rows)?;
+        let rebuilt = if reorg && from < self.final_upto {
             // History changed below the checkpoint (the index was reset): refold everything.
             tracing::warn!(
                 from,
                 "the chain reorganised under the whole index: rebuilding reputation from the store"
             );
             *self = Self::load_for(store, self.reorg_depth)?;
-            return Ok(true);
-        }
-        // What lies below `from` is never read again: into the checkpoint.
-        if from > self.final_upto {
-            let (done, keep): (Vec<_>, Vec<_>) =
-                self.recent.drain(..).partition(|(b, _, _)| *b < from);
-            for (b, _, ev) in &done {
-                self.checkpoint.apply_at(*b, ev);
-            }
-            self.recent = keep;
-            self.final_upto = from;
-        }
-        if reorg {
+            true
+        } else if reorg {
             tracing::warn!(
                 from,
                 "the chain reorganised under the index: rebuilding reputation from the checkpoint"
             );
             self.ledger = self.checkpoint.clone();
-            self.recent = events.to_vec();
+            self.recent.retain(|(b, _, _)| *b < from);
+            self.recent.extend_from_slice(events);
             for (b, _, ev) in &self.recent {
                 self.ledger.apply_at(*b, ev);
             }
@@ -120,16 +112,30 @@ impl Indexer {
                 .last()
                 .map(|(b, i, _)| (*b, *i))
                 .or_else(|| self.checkpoint_last());
-            return Ok(true);
-        }
-        for (b, i, ev) in events {
-            if self.last.is_none_or(|l| (*b, *i) > l) {
-                self.ledger.apply_at(*b, ev);
-                self.recent.push((*b, *i, *ev));
-                self.last = Some((*b, *i));
+            true
+        } else {
+            for (b, i, ev) in events {
+                if self.last.is_none_or(|l| (*b, *i) > l) {
+                    self.ledger.apply_at(*b, ev);
+                    self.recent.push((*b, *i, *ev));
+                    self.last = Some((*b, *i));
+                }
             }
+            false
+        };
+        // Later passes start at `next - reorg_depth` or later: below that is final.
+        let settled = next.saturating_sub(self.reorg_depth);
+        if settled > self.final_upto {
+            let (done, keep): (Vec<_>, Vec<_>) =
+                self.recent.drain(..).partition(|(b, _, _)| *b < settled);
+            for (b, _, ev) in &done {
+                self.checkpoint.apply_at(*b, ev);
+            }
+            self.recent = keep;
+            self.final_upto = settled;
         }
-        Ok(false)
+        self.ledger.observe_head(next.saturating_sub(1));
+        Ok(rebuilt)
     }
 
     fn checkpoint_last(&self) -> Option<(u64, u64)> {
@@ -191,9 +197,9 @@ mod tests {
         let p = ScoreParams::default();
         let mut ix = Indexer::load(&store).unwrap();
         let h = history(5);
-        assert!(!ix.apply_batch(&mut store, 0, &h[..2]).unwrap());
+        assert!(!ix.apply_batch(&mut store, 0, 3, &h[..2]).unwrap());
         // The next pass re-reads from block 1 (reorg depth) and brings block 3.
-        assert!(!ix.apply_batch(&mut store, 1, &h[..]).unwrap());
+        assert!(!ix.apply_batch(&mut store, 1, 4, &h[..]).unwrap());
         assert_eq!(
             ix.ledger.seller_stats(&seller()).channels,
             1,
@@ -202,7 +208,7 @@ mod tests {
         let good = ix.ledger.seller_score(&seller(), &p);
         // A reorg replaces block 3: the rating was a 1 after all.
         let bad_history = history(1);
-        assert!(ix.apply_batch(&mut store, 2, &bad_history[1..]).unwrap());
+        assert!(ix.apply_batch(&mut store, 2, 4, &bad_history[1..]).unwrap());
         let bad = ix.ledger.seller_score(&seller(), &p);
         assert!(
             bad < good,
@@ -275,7 +281,7 @@ mod tests {
                 .filter(|(b, _, _)| (from..=head).contains(b))
                 .copied()
                 .collect();
-            assert!(!ix.apply_batch(&mut store, from, &batch).unwrap());
+            assert!(!ix.apply_batch(&mut store, from, head + 1, &batch).unwrap());
             next = head + 1;
         }
         assert!(
@@ -296,8 +302,10 @@ mod tests {
             .filter(|(b, _, _)| *b >= from)
             .collect();
         reorged.push(channel(20, 60, 1)[0]);
-        assert!(ix.apply_batch(&mut store, from, &reorged).unwrap());
-        let full = Indexer::load(&store).unwrap();
+        assert!(ix.apply_batch(&mut store, from, 63, &reorged).unwrap());
+        let mut full = Indexer::load(&store).unwrap();
+        // Ages count to the head the index has seen, past the last event.
+        full.ledger.observe_head(62);
         assert_eq!(
             ix.ledger.seller_stats(&seller()),
             full.ledger.seller_stats(&seller())
@@ -308,10 +316,10 @@ mod tests {
             full.ledger.seller_score(&seller(), &p)
         );
         // And later passes go on from there without folding anything twice.
-        assert!(!ix.apply_batch(&mut store, from, &reorged).unwrap());
+        assert!(!ix.apply_batch(&mut store, from, 63, &reorged).unwrap());
         let more = channel(21, 63, 4);
         assert!(
-            !ix.apply_batch(&mut store, 60, &[&reorged[1..], &more[..]].concat())
+            !ix.apply_batch(&mut store, 60, 66, &[&reorged[1..], &more[..]].concat())
                 .unwrap()
         );
         let full = Indexer::load(&store).unwrap();

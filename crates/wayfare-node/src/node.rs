@@ -428,14 +428,8 @@ impl Node {
             Internal::Indexed { from, next, events } => {
                 let store = self.shared.store.clone();
                 let mut guard = store.lock().unwrap_or_else(|e| e.into_inner());
-                match self.indexer.apply_batch(&mut guard, from, &events) {
-                    Ok(_) => {
-                        self.indexer.ledger.observe_head(next.saturating_sub(1));
-                        if let Err(e) = guard.set_meta("index_next_block", &next.to_string()) {
-                            tracing::error!(error = %e, "could not record the index cursor");
-                        }
-                    }
-                    Err(e) => tracing::error!(error = %e, "could not store indexed events"),
+                if let Err(e) = self.indexer.apply_batch(&mut guard, from, next, &events) {
+                    tracing::error!(error = %e, "could not store indexed events");
                 }
             }
             Internal::ChainDown(why) => {

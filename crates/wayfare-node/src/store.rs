@@ -710,12 +710,13 @@ impl Store {
 
     // ------------------------------------------------------------------ market events
 
-    /// Replaces the indexed events from block `from` on with `events` (block, log index,
-    /// event JSON), in one transaction. Returns whether history changed: an event stored before
-    /// is missing or different in the new read (a reorg).
+    /// Stores what the index read of blocks `from..next`: replaces the stored events of those
+    /// blocks and records `next` as the index cursor (`index_next_block`), in one transaction.
+    /// Returns whether an event stored before is gone (a reorg changed history).
     pub fn replace_market_events(
         &mut self,
         from: u64,
+        next: u64,
         events: &[(u64, u64, String)],
     ) -> Result<bool, StoreError> {
         let path = self.path.clone();
@@ -727,11 +728,11 @@ impl Store {
         let old: Vec<(u64, u64, String)> = {
             let mut stmt = tx
                 .prepare(
-                    "SELECT block, log_index, event FROM market_events WHERE block >= ?1
-                     ORDER BY block, log_index",
+                    "SELECT block, log_index, event FROM market_events
+                     WHERE block >= ?1 AND block < ?2",
                 )
                 .map_err(err)?;
-            stmt.query_map([from as i64], |r| {
+            stmt.query_map([from as i64, next as i64], |r| {
                 Ok((
                     r.get::<_, i64>(0)? as u64,
                     r.get::<_, i64>(1)? as u64,
@@ -741,17 +742,32 @@ impl Store {
             .and_then(|it| it.collect())
             .map_err(err)?
         };
-        tx.execute("DELETE FROM market_events WHERE block >= ?1", [from as i64])
-            .map_err(err)?;
-        for (b, i, e) in events {
-            tx.execute(
-                "INSERT OR REPLACE INTO market_events(block, log_index, event) VALUES (?1, ?2, ?3)",
-                params![*b as i64, *i as i64, e],
-            )
-            .map_err(err)?;
+        tx.execute(
+            "DELETE FROM market_events WHERE block >= ?1 AND block < ?2",
+            [from as i64, next as i64],
+        )
+        .map_err(err)?;
+        {
+            let mut insert = tx
+                .prepare(
+                    "INSERT OR REPLACE INTO market_events(block, log_index, event) VALUES (?1, ?2, ?3)",
+                )
+                .map_err(err)?;
+            for (b, i, e) in events {
+                insert
+                    .execute(params![*b as i64, *i as i64, e])
+                    .map_err(err)?;
+            }
         }
+        tx.execute(
+            "INSERT INTO meta(key, value) VALUES ('index_next_block', ?1)
+             ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            [next.to_string()],
+        )
+        .map_err(err)?;
         tx.commit().map_err(err)?;
-        Ok(old.iter().any(|o| !events.contains(o)))
+        let new: std::collections::HashSet<&(u64, u64, String)> = events.iter().collect();
+        Ok(old.iter().any(|o| !new.contains(o)))
     }
 
     /// Every indexed event (block, log index, event JSON), in chain order.
@@ -1031,7 +1047,9 @@ mod tests {
         let mut s = Store::open(&path).unwrap();
         assert_eq!(s.schema_version().unwrap(), SCHEMA_VERSION);
         assert_eq!(s.key("voucher:x").unwrap(), Some(vec![1]), "a key was lost");
-        s.replace_market_events(0, &[(1, 0, "{}".into())]).unwrap();
+        s.replace_market_events(0, 2, &[(1, 0, "{}".into())])
+            .unwrap();
+        assert_eq!(s.meta("index_next_block").unwrap().as_deref(), Some("2"));
         assert_eq!(s.market_events().unwrap().len(), 1);
         let mut m = crate::quality::Measurements::default();
         m.on_meter(0, 1, 2);
