@@ -1039,4 +1039,12 @@ fn j_a_seller_whose_sessions_fail_loses_the_buyers_choice() {
         .download(None, 4 * MIB)
         .unwrap_or_else(|e| panic!("download through seller 2: {e}\n{}", w.logs()));
     assert_eq!(got, 4 * MIB);
+    // The live view counts the seconds of service (what Y is billed on).
+    std::thread::sleep(Duration::from_millis(1500));
+    let st = w.net.cli_json(&w.buyer, &["status"]).unwrap();
+    let live = st["sessions"]
+        .as_array()
+        .and_then(|a| a.iter().find(|s| s["phase"] == "connected").cloned())
+        .unwrap_or_else(|| panic!("no live session: {st}"));
+    assert!(live["seconds"].as_u64().unwrap_or(0) >= 1, "{live}");
 }

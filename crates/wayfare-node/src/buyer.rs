@@ -730,7 +730,7 @@ impl BuyerRole {
                     bytes: snap.meter_bytes,
                     paid_wei: snap.last_voucher.map(|v| v.amount).unwrap_or_default(),
                     owed_wei: entry.session.owed(now),
-                    seconds: crate::seller::seconds_of(snap.service_start, now),
+                    seconds: entry.session.billed_seconds(now),
                     created_at: entry.created_at,
                     updated_at: unix_now(),
                 };
@@ -1419,7 +1419,7 @@ impl BuyerRole {
             },
             channel_id: s.channel_id().map(|c| c.to_string()),
             bytes: s.meter_bytes(),
-            seconds: 0,
+            seconds: s.billed_seconds(now),
             owed_wei: s.owed(now).to_string(),
             paid_wei: paid.to_string(),
             deposit_wei: deposit.map(|d| d.to_string()),

@@ -407,7 +407,7 @@ impl SellerRole {
                     bytes: snap.meter_bytes,
                     paid_wei: snap.best.map(|v| v.amount).unwrap_or_default(),
                     owed_wei: entry.session.owed(now),
-                    seconds: seconds_of(snap.service_start, now),
+                    seconds: entry.session.billed_seconds(now),
                     created_at: entry.created_at,
                     updated_at: unix_now(),
                 };
@@ -893,7 +893,7 @@ impl SellerRole {
             },
             channel_id: s.channel_id().map(|c| c.to_string()),
             bytes: s.meter_bytes(),
-            seconds: 0,
+            seconds: s.billed_seconds(now),
             owed_wei: s.owed(now).to_string(),
             paid_wei: paid.to_string(),
             deposit_wei: None,
@@ -958,9 +958,4 @@ fn stable_key(shared: &Shared, name: &str) -> Result<SessionKey, NodeError> {
     let k = SessionKey::generate();
     shared.with_store(|s| s.put_key(name, k.to_base64().as_bytes(), unix_now()))?;
     Ok(k)
-}
-
-/// Whole seconds of service from `start` to `now` (zero before it started).
-pub fn seconds_of(start: Option<Timestamp>, now: Timestamp) -> u64 {
-    start.map_or(0, |s| now.saturating_since(s).as_secs())
 }

@@ -505,8 +505,9 @@ impl SellerSession {
         self.paused_at.saturating_add(self.config.pause_timeout)
     }
 
-    /// Seconds billed so far: earlier runs plus the current one (up to its stop).
-    fn billed_seconds(&self, now: Timestamp) -> u64 {
+    /// Seconds billed so far: earlier runs plus the current one (up to its stop); a pause is
+    /// not billed.
+    pub fn billed_seconds(&self, now: Timestamp) -> u64 {
         let now = self.service_end.map_or(now, |e| e.min(now));
         self.prior_seconds
             .saturating_add(billed_seconds(self.service_start, now))
