@@ -38,6 +38,7 @@
 //! grace_secs = 10
 //! settle_threshold = "0"                  # settle once the best voucher reaches this (0: off)
 //! settle_max_age_secs = 0                 # settle channels older than this (0: off)
+//! pause_timeout_secs = 3600               # settle a paused channel not resumed within this
 //! min_buyer_score = 0.0                   # refuse buyers scoring lower (reputation, 0..1)
 //! rate_buyers = true                      # rate each buyer on chain at close, by how it paid
 //!
@@ -290,6 +291,10 @@ pub struct SellerConfig {
     /// Settle channels older than this many seconds (0: off).
     #[serde(default)]
     pub settle_max_age_secs: u64,
+    /// Settle a paused channel (the buyer disconnected without closing) that is not resumed
+    /// within this many seconds.
+    #[serde(default = "default_pause_timeout")]
+    pub pause_timeout_secs: u64,
     /// Refuse buyers whose score (from chain events) is below this (0: everyone).
     #[serde(default)]
     pub min_buyer_score: f64,
@@ -321,6 +326,9 @@ fn default_interval() -> u32 {
 }
 fn default_grace() -> u64 {
     10
+}
+fn default_pause_timeout() -> u64 {
+    3600
 }
 fn default_capacity() -> u64 {
     1_000_000_000
@@ -513,6 +521,12 @@ impl NodeConfig {
                     "[seller] payment_interval must be at least 1 second".into(),
                 ));
             }
+            if s.pause_timeout_secs == 0 {
+                return Err(ConfigError::Invalid(
+                    "[seller] pause_timeout_secs must be at least 1 second (3600 by default)"
+                        .into(),
+                ));
+            }
             if s.services.is_empty() {
                 return Err(ConfigError::Invalid(
                     "[seller] services is empty: list shadowsocks and/or wireguard".into(),
@@ -595,6 +609,39 @@ mod tests {
         c.api.listen = "0.0.0.0:7767".parse().unwrap();
         let e = c.validate().unwrap_err().to_string();
         assert!(e.contains("loopback"), "{e}");
+    }
+
+    #[test]
+    fn the_seller_pause_timeout_defaults_to_an_hour_and_zero_is_refused() {
+        let seller = r#"
+        [seller]
+        account_keystore = "s.json"
+        signer_keystore = "k.json"
+        public_host = "203.0.113.7"
+        price_per_mib = "1"
+        price_per_second = "1"
+        seller_burn = "0"
+        buyer_burn = "0"
+        min_deposit = "0"
+        "#;
+        let c = NodeConfig::parse(&format!("{MIN}{seller}")).unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.seller.as_ref().unwrap().pause_timeout_secs, 3600);
+        let c = NodeConfig::parse(&format!(
+            "{MIN}{seller}
+pause_timeout_secs = 120
+"
+        ))
+        .unwrap();
+        assert_eq!(c.seller.as_ref().unwrap().pause_timeout_secs, 120);
+        let c = NodeConfig::parse(&format!(
+            "{MIN}{seller}
+pause_timeout_secs = 0
+"
+        ))
+        .unwrap();
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("pause_timeout_secs"), "{e}");
     }
 
     #[test]

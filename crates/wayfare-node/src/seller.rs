@@ -162,6 +162,7 @@ impl SellerRole {
         let mut session_cfg = SessionConfig {
             payment_interval: Duration::from_secs(u64::from(cfg.payment_interval)),
             grace: Duration::from_secs(cfg.grace_secs),
+            pause_timeout: Duration::from_secs(cfg.pause_timeout_secs),
             ..SessionConfig::default()
         };
         session_cfg.counter_offer = CounterOfferBounds::fixed(&terms);
