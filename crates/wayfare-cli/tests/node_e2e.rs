@@ -474,6 +474,43 @@ fn c_seller_killed_and_restarted_settles_with_persisted_voucher() {
     );
 }
 
+/// (c) over WireGuard, with the buyer still there: the seller is killed with -9 and restarted;
+/// it restores the session, re-adds the buyer's peer with the /32 it revealed, and traffic flows
+/// through the same tunnel on the same channel again.
+#[test]
+fn c_wireguard_seller_restarted_serves_the_same_tunnel_again() {
+    if !lab_available("c_wireguard_seller_restarted") {
+        return;
+    }
+    let mut w = World::new(true, spec(vec![ServiceName::Wireguard]));
+    let session = w.connect("wireguard");
+    let id = channel_id(&session);
+    assert_eq!(w.net.download(None, 2 * MIB).unwrap(), 2 * MIB);
+    w.sellers[0].kill();
+    let mut seller = w.sellers.pop().unwrap();
+    w.net.restart(&mut seller).expect("restart the seller");
+    w.sellers.push(seller);
+    let got = w
+        .net
+        .wait_for(
+            "traffic through the restarted seller",
+            Duration::from_secs(30),
+            || {
+                w.net
+                    .download_within(None, 2 * MIB, Duration::from_secs(5))
+                    .ok()
+            },
+        )
+        .unwrap_or_else(|e| panic!("{e}\n{}", w.logs()));
+    assert_eq!(got, 2 * MIB);
+    let st = w.net.cli_json(&w.buyer, &["status"]).unwrap();
+    let live = st["sessions"]
+        .as_array()
+        .and_then(|a| a.iter().find(|s| s["phase"] == "connected").cloned())
+        .unwrap_or_else(|| panic!("the session did not survive: {st}\n{}", w.logs()));
+    assert_eq!(channel_id(&live), id, "{live}");
+}
+
 /// (d) The seller vanishes: the buyer leaves, starts a close alone, and after the challenge
 /// period (anvil time travel) finalize refunds the rest. A seller back before the deadline
 /// submits its voucher instead.

@@ -542,18 +542,29 @@ impl SellerRole {
                 let key = wireguard_key
                     .ok_or_else(|| NodeError::Invalid("the buyer sent no WireGuard key".into()))?;
                 let pubkey = WgPublicKey::from_bytes(key);
+                // The address this session had (a restarted seller hands it back).
+                let addr_key = format!("wg-addr:{id}");
+                let preferred = shared
+                    .with_store(|s| s.key(&addr_key))?
+                    .and_then(|b| <[u8; 4]>::try_from(b.as_slice()).ok())
+                    .map(std::net::Ipv4Addr::from);
                 let grant = tokio::task::block_in_place(|| {
                     tokio::runtime::Handle::current().block_on(async {
-                        match wg.add_session(id, pubkey).await {
+                        match wg.add_session_at(id, pubkey, preferred).await {
                             // A resume racing the removal of the paused peer: finish it first.
                             Err(wayfare_tunnel::TunnelError::DuplicateSession(_)) => {
                                 let _ = wg.remove_session(id).await;
-                                wg.add_session(id, pubkey).await
+                                wg.add_session_at(id, pubkey, preferred).await
                             }
                             other => other,
                         }
                     })
                 })?;
+                if preferred != Some(grant.address) {
+                    shared.with_store(|s| {
+                        s.replace_key(&addr_key, &grant.address.octets(), unix_now())
+                    })?;
+                }
                 let server_public_key = grant.seller_public_key.to_bytes();
                 Ok(RevealPayload {
                     endpoint: grant.endpoint,

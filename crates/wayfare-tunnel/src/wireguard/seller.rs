@@ -166,6 +166,29 @@ fn pool_v4(pool: &Cidr) -> Result<Ipv4Network, TunnelError> {
     }
 }
 
+/// The address for a new session: `preferred` when it is a host address of the pool (not the
+/// network, the gateway or the broadcast address) that nobody holds, else the first free one.
+fn pick_address(
+    net: Ipv4Network,
+    taken: &[Ipv4Addr],
+    preferred: Option<Ipv4Addr>,
+) -> Option<Ipv4Addr> {
+    let size = net.size();
+    let usable = |a: Ipv4Addr| {
+        let off = u32::from(a).wrapping_sub(u32::from(net.network()));
+        net.contains(a) && off >= 2 && off < size.saturating_sub(1)
+    };
+    if let Some(p) = preferred
+        && usable(p)
+        && !taken.contains(&p)
+    {
+        return Some(p);
+    }
+    (2..size.saturating_sub(1))
+        .filter_map(|i| net.nth(i))
+        .find(|a| !taken.contains(a))
+}
+
 /// The nftables table a seller with TUN `tun` owns.
 pub fn exit_table_name(tun: &str) -> String {
     let clean: String = tun
@@ -246,13 +269,14 @@ impl WgSeller {
         self.nat_table.as_deref()
     }
 
-    fn free_address(&self, used: &HashMap<String, Session>) -> Result<Ipv4Addr, TunnelError> {
+    fn free_address(
+        &self,
+        used: &HashMap<String, Session>,
+        preferred: Option<Ipv4Addr>,
+    ) -> Result<Ipv4Addr, TunnelError> {
         let net = pool_v4(&self.cfg.pool)?;
         let taken: Vec<Ipv4Addr> = used.values().map(|s| s.addr).collect();
-        let size = net.size();
-        (2..size.saturating_sub(1))
-            .filter_map(|i| net.nth(i))
-            .find(|a| !taken.contains(a))
+        pick_address(net, &taken, preferred)
             .ok_or_else(|| TunnelError::PoolExhausted(self.cfg.pool.to_string()))
     }
 
@@ -261,6 +285,17 @@ impl WgSeller {
         &self,
         id: &str,
         buyer_key: WgPublicKey,
+    ) -> Result<WgSessionGrant, TunnelError> {
+        self.add_session_at(id, buyer_key, None).await
+    }
+
+    /// [`Self::add_session`] with the /32 `preferred` when it is free in the pool (a restarted
+    /// seller hands a buyer back the address it revealed), else the first free one.
+    pub async fn add_session_at(
+        &self,
+        id: &str,
+        buyer_key: WgPublicKey,
+        preferred: Option<Ipv4Addr>,
     ) -> Result<WgSessionGrant, TunnelError> {
         let addr = {
             let mut s = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
@@ -272,7 +307,7 @@ impl WgSeller {
                     "this public key already has a session".into(),
                 ));
             }
-            let addr = self.free_address(&s)?;
+            let addr = self.free_address(&s, preferred)?;
             s.insert(
                 id.into(),
                 Session {
@@ -377,5 +412,38 @@ impl Drop for WgSeller {
         if let Some(t) = self.nat_table.take() {
             self.netns.run(|| sys::nft_delete_table("ip", &t));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_preferred_address_is_given_back_when_it_is_free_and_in_the_pool() {
+        let net: Ipv4Network = "198.19.3.0/29".parse().unwrap();
+        let ip = |s: &str| s.parse::<Ipv4Addr>().unwrap();
+        // First free host address: .0 is the network, .1 the gateway.
+        assert_eq!(pick_address(net, &[], None), Some(ip("198.19.3.2")));
+        assert_eq!(
+            pick_address(net, &[ip("198.19.3.2")], Some(ip("198.19.3.5"))),
+            Some(ip("198.19.3.5"))
+        );
+        // Taken, the gateway, the broadcast address or outside the pool: the first free one.
+        for bad in [
+            "198.19.3.2",
+            "198.19.3.1",
+            "198.19.3.7",
+            "198.19.4.5",
+            "198.19.3.0",
+        ] {
+            assert_eq!(
+                pick_address(net, &[ip("198.19.3.2")], Some(ip(bad))),
+                Some(ip("198.19.3.3")),
+                "{bad}"
+            );
+        }
+        let all: Vec<Ipv4Addr> = (2..7).map(|i| net.nth(i).unwrap()).collect();
+        assert_eq!(pick_address(net, &all, Some(ip("198.19.3.4"))), None);
     }
 }
