@@ -398,6 +398,7 @@ pub async fn status(a: ApiArgs) -> anyhow::Result<()> {
                 eth(&x.paid_wei),
                 x.deposit_left_wei.as_deref().map(eth).unwrap_or("-".into()),
                 if x.live { "yes".into() } else { "no".into() },
+                x.measured.as_ref().map(measured).unwrap_or("-".into()),
             ]
         })
         .collect();
@@ -415,11 +416,23 @@ pub async fn status(a: ApiArgs) -> anyhow::Result<()> {
                 "PAID",
                 "DEPOSIT LEFT",
                 "LIVE",
+                "FIRST BYTE · PEAK · LOST",
             ],
             &rows,
         );
     }
     Ok(())
+}
+
+/// A buyer's measurements in a cell: `120 ms · 45.2 MiB/s · 0/12 lost`.
+fn measured(m: &wayfare_node::api_types::MeasuredView) -> String {
+    format!(
+        "{} · {:.1} MiB/s · {}/{} lost",
+        m.first_byte_ms.map_or("-".into(), |ms| format!("{ms} ms")),
+        m.peak_down_bps as f64 / 1048576.0,
+        m.lost,
+        m.answered + m.lost
+    )
 }
 
 /// `wayfare disconnect`.

@@ -1084,4 +1084,11 @@ fn j_a_seller_whose_sessions_fail_loses_the_buyers_choice() {
         .and_then(|a| a.iter().find(|s| s["phase"] == "connected").cloned())
         .unwrap_or_else(|| panic!("no live session: {st}"));
     assert!(live["seconds"].as_u64().unwrap_or(0) >= 1, "{live}");
+    // And what the buyer measured of this run: a first byte, a peak, answered payments.
+    let m = &live["measured"];
+    assert!(m["first_byte_ms"].as_u64().is_some(), "{live}");
+    assert!(m["peak_down_bps"].as_u64().unwrap_or(0) > 0, "{live}");
+    assert!(m["answered"].as_u64().unwrap_or(0) > 0, "{live}");
+    let table = w.net.cli(&w.buyer, &["status"]).unwrap();
+    assert!(table.contains("MiB/s"), "{table}");
 }

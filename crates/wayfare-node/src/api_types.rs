@@ -69,6 +69,22 @@ pub struct SessionView {
     pub end_reason: Option<String>,
     /// The last problem seen (chain, peer), if any.
     pub last_error: Option<String>,
+    /// What the buyer measured of the current tunnel run (buyer, live sessions).
+    #[serde(default)]
+    pub measured: Option<MeasuredView>,
+}
+
+/// The buyer's measurements of a tunnel run (`quality::Measurements`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct MeasuredView {
+    /// Milliseconds from the first byte sent to the first byte back (100 ms resolution).
+    pub first_byte_ms: Option<u64>,
+    /// Most bytes down within one second.
+    pub peak_down_bps: u64,
+    /// Messages to the seller answered.
+    pub answered: u32,
+    /// Messages to the seller that got no answer.
+    pub lost: u32,
 }
 
 /// One offer in the book.

@@ -31,7 +31,9 @@ use wayfare_tunnel::{
 
 use crate::{
     actions,
-    api_types::{ConnectAnswer, ConnectRequest, DisconnectRequest, OfferView, SessionView},
+    api_types::{
+        ConnectAnswer, ConnectRequest, DisconnectRequest, MeasuredView, OfferView, SessionView,
+    },
     config::{BuyerConfig, ServiceName},
     error::NodeError,
     node::{Shared, new_session_id, now, parse_wei, service_name, unix_now},
@@ -273,6 +275,7 @@ pub fn row_view(row: &SessionRow) -> SessionView {
         socks: None,
         end_reason: row.end_reason.clone(),
         last_error: None,
+        measured: None,
     }
 }
 
@@ -1430,6 +1433,12 @@ impl BuyerRole {
             socks: e.socks.map(|a| a.to_string()),
             end_reason: s.end_reason().map(|r| format!("{r:?}")),
             last_error: e.last_error.clone(),
+            measured: e.run.as_ref().map(|(_, m)| MeasuredView {
+                first_byte_ms: m.first_byte_ms,
+                peak_down_bps: m.peak_down_bps,
+                answered: m.answered,
+                lost: m.lost,
+            }),
         })
     }
 }

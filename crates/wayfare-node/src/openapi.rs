@@ -18,7 +18,10 @@ pub const DOCUMENT: &str = r##"{
         "deposit_wei": {"type": "string", "nullable": true}, "deposit_left_wei": {"type": "string", "nullable": true},
         "price_per_mib_wei": {"type": "string", "nullable": true}, "price_per_second_wei": {"type": "string", "nullable": true},
         "live": {"type": "boolean"}, "socks": {"type": "string", "nullable": true},
-        "end_reason": {"type": "string", "nullable": true}, "last_error": {"type": "string", "nullable": true}}},
+        "end_reason": {"type": "string", "nullable": true}, "last_error": {"type": "string", "nullable": true},
+        "measured": {"type": "object", "nullable": true, "properties": {
+          "first_byte_ms": {"type": "integer", "nullable": true}, "peak_down_bps": {"type": "integer"},
+          "answered": {"type": "integer"}, "lost": {"type": "integer"}}}}},
       "Offer": {"type": "object", "properties": {
         "seller": {"type": "string"}, "peer_id": {"type": "string"}, "region": {"type": "string"},
         "services": {"type": "array", "items": {"type": "string"}},

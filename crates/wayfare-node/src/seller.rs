@@ -916,6 +916,7 @@ impl SellerRole {
             socks: None,
             end_reason: s.end_reason().map(|r| format!("{r:?}")),
             last_error: e.last_error.clone(),
+            measured: None,
         })
     }
 
