@@ -92,19 +92,64 @@ type FlowKey = (u8, Ipv4Addr, u16, u16);
 struct BuyerHooks {
     addr: Ipv4Addr,
     meter: Meter,
-    flows: Mutex<HashMap<FlowKey, Instant>>,
+    flows: Mutex<Flows>,
     dropped: Meter,
 }
 
 const FLOW_IDLE: Duration = Duration::from_secs(300);
+/// Flows remembered before idle ones are swept (and, if every one is live, the least recently
+/// used quarter forgotten: their next outgoing packet registers them again).
+const MAX_FLOWS: usize = 131_072;
+
+/// The flows the buyer started, so only their answers are accepted. Touching a flow is O(1);
+/// a full table is swept at most once a second, never per packet.
+struct Flows {
+    map: HashMap<FlowKey, Instant>,
+    swept: Option<Instant>,
+}
+
+impl Flows {
+    fn new() -> Self {
+        Self {
+            map: HashMap::new(),
+            swept: None,
+        }
+    }
+
+    fn touch(&mut self, key: FlowKey, now: Instant) {
+        self.map.insert(key, now);
+        if self.map.len() <= MAX_FLOWS
+            || self
+                .swept
+                .is_some_and(|t| now.saturating_duration_since(t) < Duration::from_secs(1))
+        {
+            return;
+        }
+        self.swept = Some(now);
+        self.map
+            .retain(|_, t| now.saturating_duration_since(*t) < FLOW_IDLE);
+        if self.map.len() > MAX_FLOWS {
+            let mut seen: Vec<Instant> = self.map.values().copied().collect();
+            let cut = seen.len() - MAX_FLOWS * 3 / 4;
+            let (_, oldest_kept, _) = seen.select_nth_unstable(cut);
+            let oldest_kept = *oldest_kept;
+            self.map.retain(|_, t| *t >= oldest_kept);
+        }
+    }
+
+    fn solicited(&self, key: &FlowKey, now: Instant) -> bool {
+        self.map
+            .get(key)
+            .is_some_and(|t| now.saturating_duration_since(*t) < FLOW_IDLE)
+    }
+}
 
 impl BuyerHooks {
     fn solicited(&self, key: FlowKey) -> bool {
         self.flows
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .get(&key)
-            .is_some_and(|t| t.elapsed() < FLOW_IDLE)
+            .solicited(&key, Instant::now())
     }
 }
 
@@ -120,11 +165,10 @@ impl Hooks for BuyerHooks {
             _ => None,
         };
         if let Some(key) = key {
-            let mut f = self.flows.lock().unwrap_or_else(|e| e.into_inner());
-            if f.len() > 65_536 {
-                f.retain(|_, t| t.elapsed() < FLOW_IDLE);
-            }
-            f.insert(key, Instant::now());
+            self.flows
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .touch(key, Instant::now());
         }
         self.meter.add_up(pkt.len() as u64);
         true
@@ -427,7 +471,7 @@ impl WgBuyer {
         let hooks = Arc::new(BuyerHooks {
             addr: c.address,
             meter: Meter::new(),
-            flows: Mutex::new(HashMap::new()),
+            flows: Mutex::new(Flows::new()),
             dropped: Meter::new(),
         });
         // The route to the seller stays outside the tunnel.
@@ -579,5 +623,55 @@ mod repair_tests {
             e.contains("is damaged") && e.contains("wayfare tunnel repair"),
             "{e}"
         );
+    }
+}
+
+#[cfg(test)]
+mod flow_tests {
+    use super::*;
+
+    fn key(n: u32) -> FlowKey {
+        (6, Ipv4Addr::from(0x0a00_0000 + (n >> 16)), n as u16, 40000)
+    }
+
+    #[test]
+    fn a_full_flow_table_stays_bounded_and_keeps_the_recent_flows() {
+        let t0 = Instant::now();
+        let mut f = Flows::new();
+        // 300,000 live flows, one new every 10 µs (3 s in all): far past the cap.
+        for n in 0..300_000u32 {
+            f.touch(key(n), t0 + Duration::from_micros(u64::from(n) * 10));
+        }
+        let now = t0 + Duration::from_secs(3);
+        assert!(
+            f.map.len() <= MAX_FLOWS + 100_000 + 1,
+            "{} flows kept",
+            f.map.len()
+        );
+        // The newest flows are answered; the very first were forgotten (still live, but the
+        // least recently used of a full table).
+        assert!(f.solicited(&key(299_999), now));
+        assert!(f.solicited(&key(250_000), now));
+        assert!(!f.solicited(&key(0), now));
+        // Idle flows expire.
+        assert!(!f.solicited(&key(299_999), now + FLOW_IDLE));
+    }
+
+    #[test]
+    fn a_full_table_is_swept_at_most_once_a_second() {
+        let t0 = Instant::now();
+        let mut f = Flows::new();
+        for n in 0..=MAX_FLOWS as u32 {
+            f.touch(key(n), t0);
+        }
+        let first = f.swept;
+        assert!(first.is_some());
+        // More flows within the same second: no sweep, the table just grows.
+        for n in 0..1000u32 {
+            f.touch(key(1_000_000 + n), t0 + Duration::from_millis(500));
+        }
+        assert_eq!(f.swept, first);
+        f.touch(key(2_000_000), t0 + Duration::from_millis(1500));
+        assert_ne!(f.swept, first);
     }
 }
