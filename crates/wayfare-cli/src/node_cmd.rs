@@ -259,7 +259,11 @@ pub async fn offers(a: ApiArgs, sort: &str) -> anyhow::Result<()> {
                 o.price_per_second_wei.clone(),
                 o.seller_burn_wei.clone(),
                 o.buyer_burn_wei.clone(),
-                o.score.map_or("-".into(), |s| format!("{s:.3}")),
+                match (o.score, o.failed_recently) {
+                    (Some(s), true) => format!("{s:.3} failed recently"),
+                    (Some(s), false) => format!("{s:.3}"),
+                    (None, _) => "-".into(),
+                },
             ]
         })
         .collect();

@@ -1039,6 +1039,25 @@ fn j_a_seller_whose_sessions_fail_loses_the_buyers_choice() {
         )
         .unwrap_or_else(|e| panic!("{e}\n{}", w.logs()));
     assert_eq!(offers[0]["seller"].as_str(), Some(a2.as_str()), "{offers}");
+    let flag = |v: &serde_json::Value, a: &str| {
+        v.as_array()
+            .and_then(|l| l.iter().find(|o| o["seller"].as_str() == Some(a)))
+            .map(|o| o["failed_recently"] == true)
+    };
+    assert_eq!(flag(&offers, &a1), Some(true), "{offers}");
+    assert_eq!(flag(&offers, &a2), Some(false), "{offers}");
+    // By price the broken seller still comes first; by utility (what connect picks), last.
+    let first = |sort: &str| {
+        w.net
+            .cli_json(&w.buyer, &["offers", "--sort", sort])
+            .unwrap()[0]["seller"]
+            .as_str()
+            .map(str::to_string)
+    };
+    assert_eq!(first("price"), Some(a1.clone()));
+    assert_eq!(first("utility"), Some(a2.clone()));
+    let table = w.net.cli(&w.buyer, &["offers"]).unwrap();
+    assert!(table.contains("failed recently"), "{table}");
     // The filters: nobody scores 0.9 yet, nobody announces "mars", and 2 is not a score.
     for (args, want) in [
         (

@@ -116,6 +116,10 @@ pub struct OfferView {
     pub score: Option<f64>,
     /// Unix seconds the announcement is valid until.
     pub valid_until: u64,
+    /// This buyer's latest session with the seller failed within the last hour: the automatic
+    /// choice tries every other matching seller first.
+    #[serde(default)]
+    pub failed_recently: bool,
 }
 
 /// `POST /v1/connect`.

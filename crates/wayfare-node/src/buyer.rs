@@ -108,6 +108,7 @@ pub fn offer_view(a: &Announcement) -> OfferView {
         payment_interval: a.terms.payment_interval,
         capacity_bps: a.capacity_bps,
         score: None,
+        failed_recently: false,
         valid_until: a.valid_until,
     }
 }

@@ -653,27 +653,30 @@ impl Node {
             unix_now(),
             &wayfare_p2p::CheapestFirst,
         );
-        let ranked = crate::buyer::rank(
-            &offers,
-            &self.indexer.ledger,
-            &crate::buyer::local_scores_from(&self.shared),
-        );
-        let mut views: Vec<(OfferView, f64)> = ranked
+        let local = crate::buyer::local_scores_from(&self.shared);
+        // Ranked as `wayfare connect` picks: recent failures last, then by utility.
+        let ranked = crate::buyer::rank(&offers, &self.indexer.ledger, &local);
+        let mut views: Vec<(OfferView, u128)> = ranked
             .into_iter()
-            .map(|(a, score, utility)| {
+            .map(|(a, score, _)| {
                 let mut v = crate::buyer::offer_view(a);
                 v.score = Some((score * 1000.0).round() / 1000.0);
-                (v, utility)
+                v.failed_recently = local.get(&a.seller).is_some_and(|l| l.failed_recently);
+                let price = a
+                    .terms
+                    .price_per_mib
+                    .saturating_add(a.terms.price_per_second);
+                (v, price)
             })
             .collect();
         match sort {
-            "price" => {} // the book's order: cheapest first
+            "price" => views.sort_by_key(|v| v.1), // stable: equal prices keep the ranking
             "score" => views.sort_by(|a, b| {
                 b.0.score
                     .unwrap_or(0.0)
                     .total_cmp(&a.0.score.unwrap_or(0.0))
             }),
-            "utility" | "" => views.sort_by(|a, b| b.1.total_cmp(&a.1)),
+            "utility" | "" => {}
             other => {
                 return Err(NodeError::Invalid(format!(
                     "unknown sort {other:?}: use price, score or utility"

@@ -29,6 +29,7 @@ pub const DOCUMENT: &str = r##"{
         "seller_burn_wei": {"type": "string"}, "buyer_burn_wei": {"type": "string"},
         "min_deposit_wei": {"type": "string"}, "payment_interval": {"type": "integer"},
         "capacity_bps": {"type": "integer"}, "score": {"type": "number", "nullable": true},
+        "failed_recently": {"type": "boolean"},
         "valid_until": {"type": "integer"}}},
       "Channel": {"type": "object", "properties": {
         "id": {"type": "string"}, "role": {"type": "string"}, "seller": {"type": "string"}, "buyer": {"type": "string"},
