@@ -742,32 +742,40 @@ impl BuyerRole {
                 let service = entry.service.code();
                 let run = entry.run.clone();
                 let res = shared.with_store(|s| {
-                    if let Some(v) = &snap.last_voucher {
-                        s.put_voucher(v.channel_id, v.amount, &v.signature, "buyer", unix_now())?;
-                    }
-                    if let Some(c) = &snap.channel
-                        && s.channel(c.channel_id)?.is_none()
-                    {
-                        s.put_channel(&ChannelRow {
-                            id: c.channel_id,
-                            role: "buyer".into(),
-                            seller: seller.to_string(),
-                            buyer: account.to_string(),
-                            service,
-                            deposit_wei: c.deposit,
-                            state: "open".into(),
-                            open_tx: Some(c.tx_hash.to_string()),
-                            to_seller_wei: None,
-                            to_buyer_wei: None,
-                            closes_at: None,
-                            opened_at: unix_now(),
-                            updated_at: unix_now(),
-                        })?;
-                    }
-                    if let Some((started, m)) = &run {
-                        s.put_run(id, *started, &seller.to_string(), m)?;
-                    }
-                    s.put_session(&row)
+                    s.atomically(|s| {
+                        if let Some(v) = &snap.last_voucher {
+                            s.put_voucher(
+                                v.channel_id,
+                                v.amount,
+                                &v.signature,
+                                "buyer",
+                                unix_now(),
+                            )?;
+                        }
+                        if let Some(c) = &snap.channel
+                            && s.channel(c.channel_id)?.is_none()
+                        {
+                            s.put_channel(&ChannelRow {
+                                id: c.channel_id,
+                                role: "buyer".into(),
+                                seller: seller.to_string(),
+                                buyer: account.to_string(),
+                                service,
+                                deposit_wei: c.deposit,
+                                state: "open".into(),
+                                open_tx: Some(c.tx_hash.to_string()),
+                                to_seller_wei: None,
+                                to_buyer_wei: None,
+                                closes_at: None,
+                                opened_at: unix_now(),
+                                updated_at: unix_now(),
+                            })?;
+                        }
+                        if let Some((started, m)) = &run {
+                            s.put_run(id, *started, &seller.to_string(), m)?;
+                        }
+                        s.put_session(&row)
+                    })
                 });
                 shared.metrics.persist(res.is_ok());
                 if let Err(e) = res {

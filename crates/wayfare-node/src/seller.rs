@@ -413,29 +413,37 @@ impl SellerRole {
                     updated_at: unix_now(),
                 };
                 let res = shared.with_store(|s| {
-                    if let Some(v) = &snap.best {
-                        s.put_voucher(v.channel_id, v.amount, &v.signature, "seller", unix_now())?;
-                    }
-                    if let Some(c) = &snap.channel
-                        && s.channel(c.channel_id)?.is_none()
-                    {
-                        s.put_channel(&ChannelRow {
-                            id: c.channel_id,
-                            role: "seller".into(),
-                            seller: self.account.to_string(),
-                            buyer: entry.buyer.to_string(),
-                            service: entry.service.code(),
-                            deposit_wei: c.deposit,
-                            state: "open".into(),
-                            open_tx: Some(c.tx_hash.to_string()),
-                            to_seller_wei: None,
-                            to_buyer_wei: None,
-                            closes_at: None,
-                            opened_at: unix_now(),
-                            updated_at: unix_now(),
-                        })?;
-                    }
-                    s.put_session(&row)
+                    s.atomically(|s| {
+                        if let Some(v) = &snap.best {
+                            s.put_voucher(
+                                v.channel_id,
+                                v.amount,
+                                &v.signature,
+                                "seller",
+                                unix_now(),
+                            )?;
+                        }
+                        if let Some(c) = &snap.channel
+                            && s.channel(c.channel_id)?.is_none()
+                        {
+                            s.put_channel(&ChannelRow {
+                                id: c.channel_id,
+                                role: "seller".into(),
+                                seller: self.account.to_string(),
+                                buyer: entry.buyer.to_string(),
+                                service: entry.service.code(),
+                                deposit_wei: c.deposit,
+                                state: "open".into(),
+                                open_tx: Some(c.tx_hash.to_string()),
+                                to_seller_wei: None,
+                                to_buyer_wei: None,
+                                closes_at: None,
+                                opened_at: unix_now(),
+                                updated_at: unix_now(),
+                            })?;
+                        }
+                        s.put_session(&row)
+                    })
                 });
                 shared.metrics.persist(res.is_ok());
                 if let Err(e) = res {

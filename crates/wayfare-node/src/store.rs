@@ -326,6 +326,18 @@ impl Store {
         Ok(())
     }
 
+    /// Runs `f` as one transaction: its writes land together (one sync to disk) or, when it
+    /// fails, none of them does.
+    pub fn atomically<T>(
+        &self,
+        f: impl FnOnce(&Store) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let tx = self.conn.unchecked_transaction().map_err(|e| self.err(e))?;
+        let out = f(self)?;
+        tx.commit().map_err(|e| self.err(e))?;
+        Ok(out)
+    }
+
     // ------------------------------------------------------------------ meta
 
     /// A metadata value.
@@ -1058,6 +1070,29 @@ mod tests {
         let runs = s.runs().unwrap();
         assert_eq!(runs.len(), 1, "a run was recorded twice");
         assert_eq!(runs[0].2.down, 2);
+    }
+
+    #[test]
+    fn atomically_writes_all_or_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("node.db")).unwrap();
+        let r: Result<(), StoreError> = s.atomically(|s| {
+            s.put_key("a", b"1", 1)?;
+            // The second write fails (the key exists): the first is rolled back.
+            s.put_key("a", b"2", 1)
+        });
+        assert!(r.is_err());
+        assert_eq!(
+            s.key("a").unwrap(),
+            None,
+            "a failed transaction left a write"
+        );
+        s.atomically(|s| {
+            s.put_key("a", b"1", 1)?;
+            s.put_key("b", b"2", 1)
+        })
+        .unwrap();
+        assert_eq!(s.key("b").unwrap(), Some(b"2".to_vec()));
     }
 
     #[test]
