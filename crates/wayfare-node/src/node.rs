@@ -416,11 +416,14 @@ impl Node {
             }
             Internal::ChainHead(head) => {
                 self.shared.chain_ok = true;
+                // Written only when it moved: every write is a sync to disk on the actor.
+                let moved = head != self.shared.chain_block;
                 self.shared.chain_block = head;
                 let next = head + 1;
-                if let Err(e) = self
-                    .shared
-                    .with_store(|s| s.set_meta("chain_next_block", &next.to_string()))
+                if moved
+                    && let Err(e) = self
+                        .shared
+                        .with_store(|s| s.set_meta("chain_next_block", &next.to_string()))
                 {
                     tracing::error!(error = %e, "could not record the chain cursor");
                 }

@@ -736,6 +736,8 @@ impl Store {
             path: path.clone(),
             source,
         };
+        // A re-read that changes nothing writes nothing (a write is a sync to disk).
+        let cursor = self.meta("index_next_block")?;
         let tx = self.conn.transaction().map_err(err)?;
         let old: Vec<(u64, u64, String)> = {
             let mut stmt = tx
@@ -754,6 +756,11 @@ impl Store {
             .and_then(|it| it.collect())
             .map_err(err)?
         };
+        let new: std::collections::HashSet<&(u64, u64, String)> = events.iter().collect();
+        let changed = old.len() != events.len() || old.iter().any(|o| !new.contains(o));
+        if !changed && cursor.as_deref() == Some(next.to_string().as_str()) {
+            return Ok(false);
+        }
         tx.execute(
             "DELETE FROM market_events WHERE block >= ?1 AND block < ?2",
             [from as i64, next as i64],
@@ -778,7 +785,6 @@ impl Store {
         )
         .map_err(err)?;
         tx.commit().map_err(err)?;
-        let new: std::collections::HashSet<&(u64, u64, String)> = events.iter().collect();
         Ok(old.iter().any(|o| !new.contains(o)))
     }
 
@@ -1070,6 +1076,25 @@ mod tests {
         let runs = s.runs().unwrap();
         assert_eq!(runs.len(), 1, "a run was recorded twice");
         assert_eq!(runs[0].2.down, 2);
+    }
+
+    #[test]
+    fn an_index_re_read_that_changes_nothing_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("node.db")).unwrap();
+        let rows = vec![(5, 0, "{\"a\":1}".to_string()), (6, 1, "{}".to_string())];
+        assert!(!s.replace_market_events(0, 10, &rows).unwrap());
+        let before = s.conn.total_changes();
+        assert!(!s.replace_market_events(3, 10, &rows).unwrap());
+        assert_eq!(
+            s.conn.total_changes(),
+            before,
+            "an unchanged re-read was written"
+        );
+        // A new cursor is written; a changed event is a reorg.
+        assert!(!s.replace_market_events(3, 11, &rows).unwrap());
+        assert_eq!(s.meta("index_next_block").unwrap().as_deref(), Some("11"));
+        assert!(s.replace_market_events(3, 11, &rows[..1]).unwrap());
     }
 
     #[test]
