@@ -12,7 +12,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use alloy_primitives::{B256, U256};
+use alloy_primitives::{Address, B256, U256};
 use wayfare_chain::bindings::WayfareMarket::WayfareMarketEvents;
 use wayfare_node::{
     config::ServiceName,
@@ -138,6 +138,46 @@ impl World {
         self.net
             .wait_for("the channel to close on chain", timeout, || {
                 self.closed_on_chain(id)
+            })
+            .unwrap_or_else(|e| panic!("{e}\n{}", self.logs()))
+    }
+
+    /// Waits until the seller holds (has persisted) a voucher for channel `id`; returns it.
+    fn wait_seller_voucher(&self, id: B256) -> U256 {
+        self.net
+            .wait_for("a voucher at the seller", Duration::from_secs(20), || {
+                self.seller_channels()
+                    .into_iter()
+                    .find(|c| c["id"].as_str() == Some(&id.to_string()))
+                    .map(|c| u256(&c["voucher_wei"]))
+                    .filter(|v| *v > U256::ZERO)
+            })
+            .unwrap_or_else(|e| panic!("{e}\n{}", self.logs()))
+    }
+
+    /// Waits for the first on-chain rating `pick` accepts; returns its score and block.
+    fn wait_rating(
+        &self,
+        what: &str,
+        pick: fn(&wayfare_chain::bindings::WayfareMarket::Rated, Address) -> bool,
+    ) -> (u8, u64) {
+        let buyer = self.net.info.buyers[0].address;
+        self.net
+            .wait_for(what, Duration::from_secs(30), || {
+                self.net
+                    .chain(move |c| async move {
+                        let head = c.head().await?.0;
+                        Ok(c.events_between(0, head).await?.into_iter().find_map(|l| {
+                            match l.event {
+                                WayfareMarketEvents::Rated(e) if pick(&e, buyer) => {
+                                    Some((e.score, l.block))
+                                }
+                                _ => None,
+                            }
+                        }))
+                    })
+                    .ok()
+                    .flatten()
             })
             .unwrap_or_else(|e| panic!("{e}\n{}", self.logs()))
     }
@@ -455,20 +495,7 @@ fn c_seller_killed_and_restarted_settles_with_persisted_voucher() {
     let id = channel_id(&session);
     w.net.download(Some(w.buyer.service_port), 8 * MIB).unwrap();
     std::thread::sleep(Duration::from_millis(1000));
-    let best = w
-        .net
-        .wait_for(
-            "a voucher persisted at the seller",
-            Duration::from_secs(20),
-            || {
-                w.seller_channels()
-                    .into_iter()
-                    .find(|c| c["id"].as_str() == Some(&id.to_string()))
-                    .map(|c| u256(&c["voucher_wei"]))
-                    .filter(|v| *v > U256::ZERO)
-            },
-        )
-        .unwrap_or_else(|e| panic!("{e}\n{}", w.logs()));
+    let best = w.wait_seller_voucher(id);
     w.buyer.kill();
     w.sellers[0].kill();
     let mut seller = w.sellers.pop().unwrap();
@@ -575,16 +602,7 @@ fn d_seller_back_before_the_deadline_is_paid() {
     w.net.download(Some(w.buyer.service_port), 4 * MIB).unwrap();
     // The seller holds (has persisted) a voucher before it goes away; on a loaded machine the
     // first one can take longer than an interval to arrive.
-    let held = w
-        .net
-        .wait_for("a voucher at the seller", Duration::from_secs(20), || {
-            w.seller_channels()
-                .into_iter()
-                .find(|c| c["id"].as_str() == Some(&id.to_string()))
-                .map(|c| u256(&c["voucher_wei"]))
-                .filter(|v| *v > U256::ZERO)
-        })
-        .unwrap_or_else(|e| panic!("{e}\n{}", w.logs()));
+    let held = w.wait_seller_voucher(id);
     let mut seller = w.sellers.pop().unwrap();
     seller.kill();
     w.net
@@ -879,34 +897,10 @@ fn i_a_buyer_that_stopped_paying_is_refused_next_time() {
     };
     sig("-STOP");
     w.wait_closed(id, Duration::from_secs(30));
-    let buyer = w.net.info.buyers[0].address;
-    let rated_block = w
-        .net
-        .wait_for(
-            "the seller's rating of the buyer",
-            Duration::from_secs(30),
-            || {
-                w.net
-                    .chain(move |c| async move {
-                        let head = c.head().await?.0;
-                        Ok(c.events_between(0, head).await?.into_iter().find_map(|l| {
-                            match l.event {
-                                WayfareMarketEvents::Rated(e) if e.ratee == buyer => {
-                                    Some((e.score, l.block))
-                                }
-                                _ => None,
-                            }
-                        }))
-                    })
-                    .ok()
-                    .flatten()
-            },
-        )
-        .map(|(score, block)| {
-            assert_eq!(score, 1, "the seller rated a non-paying buyer {score}");
-            block
-        })
-        .unwrap_or_else(|e| panic!("{e}\n{}", w.logs()));
+    let (score, rated_block) = w.wait_rating("the seller's rating of the buyer", |e, buyer| {
+        e.ratee == buyer
+    });
+    assert_eq!(score, 1, "the seller rated a non-paying buyer {score}");
     // The seller has read that block (its scores come from what its watcher read).
     w.net
         .wait_for(
@@ -1017,24 +1011,7 @@ fn j_a_seller_whose_sessions_fail_loses_the_buyers_choice() {
         .cli(&w.buyer, &["disconnect", "--close"])
         .unwrap_or_else(|e| panic!("disconnect: {e}\n{}", w.logs()));
     w.wait_closed(id, Duration::from_secs(30));
-    let buyer = w.net.info.buyers[0].address;
-    let stars =
-        w.net
-            .wait_for("the buyer's rating", Duration::from_secs(30), || {
-                w.net
-                    .chain(move |c| async move {
-                        let head = c.head().await?.0;
-                        Ok(c.events_between(0, head).await?.into_iter().find_map(|l| {
-                            match l.event {
-                                WayfareMarketEvents::Rated(e) if e.rater == buyer => Some(e.score),
-                                _ => None,
-                            }
-                        }))
-                    })
-                    .ok()
-                    .flatten()
-            })
-            .unwrap_or_else(|e| panic!("{e}\n{}", w.logs()));
+    let (stars, _) = w.wait_rating("the buyer's rating", |e, buyer| e.rater == buyer);
     assert_eq!(
         stars, 1,
         "a seller whose exit returned nothing was rated {stars}"

@@ -421,7 +421,6 @@ impl BuyerRole {
             ..OfferFilter::default()
         };
         let now_s = unix_now();
-        let mut below_min = None;
         let all = offers.query(&OfferFilter::default(), now_s, &CheapestFirst);
         let matching = offers.query(&filter, now_s, &CheapestFirst);
         let offer = match want_seller {
@@ -442,49 +441,52 @@ impl BuyerRole {
                 }
                 (*a).clone()
             }
-            None => match matching
-                .iter()
-                .find(|a| self.paused_with(shared, a.seller, service).is_some())
-                .copied()
-                .or_else(|| {
-                    let ranked = rank(&matching, ledger, &local_scores_from(shared));
-                    let best = ranked.first().map(|r| r.1);
+            None => {
+                // A seller with a paused channel first (no transaction), else the best utility
+                // scoring at least --min-score.
+                let resumable = matching
+                    .iter()
+                    .find(|a| self.paused_with(shared, a.seller, service).is_some())
+                    .copied();
+                let ranked = match resumable {
+                    Some(_) => Vec::new(),
+                    None => rank(&matching, ledger, &local_scores_from(shared)),
+                };
+                let pick = resumable.or_else(|| {
                     ranked
-                        .into_iter()
+                        .iter()
                         .find(|r| req.min_score.is_none_or(|m| r.1 >= m))
                         .map(|r| r.0)
-                        .or_else(|| {
-                            below_min = best;
-                            None
-                        })
-                }) {
-                Some(a) => (*a).clone(),
-                None if below_min.is_some() => {
-                    return Err(NodeError::NoOffers(format!(
-                        "no matching seller scores {} or more (the best scores {:.3}): lower --min-score",
-                        req.min_score.unwrap_or_default(),
-                        below_min.unwrap_or_default()
-                    )));
-                }
-                None if all.is_empty() => {
-                    return Err(NodeError::NoOffers(
+                });
+                match pick {
+                    Some(a) => (*a).clone(),
+                    None if !ranked.is_empty() => {
+                        return Err(NodeError::NoOffers(format!(
+                            "no matching seller scores {} or more (the best scores {:.3}): lower --min-score",
+                            req.min_score.unwrap_or_default(),
+                            ranked[0].1
+                        )));
+                    }
+                    None if all.is_empty() => {
+                        return Err(NodeError::NoOffers(
                         "no seller has announced an offer yet: wait a few seconds, or check [p2p] bootstrap".into(),
                     ));
+                    }
+                    None => {
+                        return Err(NodeError::NoOffers(format!(
+                            "none of the {} offers matches (service {}, max X {}, max Y {}{}): raise the limits or pick --service",
+                            all.len(),
+                            service_name(service.code()),
+                            limits.max_price_per_mib,
+                            limits.max_price_per_second,
+                            req.region
+                                .as_deref()
+                                .map(|r| format!(", region {r}"))
+                                .unwrap_or_default()
+                        )));
+                    }
                 }
-                None => {
-                    return Err(NodeError::NoOffers(format!(
-                        "none of the {} offers matches (service {}, max X {}, max Y {}{}): raise the limits or pick --service",
-                        all.len(),
-                        service_name(service.code()),
-                        limits.max_price_per_mib,
-                        limits.max_price_per_second,
-                        req.region
-                            .as_deref()
-                            .map(|r| format!(", region {r}"))
-                            .unwrap_or_default()
-                    )));
-                }
-            },
+            }
         };
         // A channel left open with this seller (paused) is reused: no transaction, no burn.
         if let Some(ans) = self.try_resume(shared, offer.seller, service)? {
@@ -1093,13 +1095,10 @@ impl BuyerRole {
             .ok()
             .flatten()
             .is_some_and(|c| c.closes_at.is_some());
-        let runs = shared.with_store(|s| s.runs()).unwrap_or_default();
-        let runs: Vec<&Measurements> = runs
-            .iter()
-            .filter(|(s, _, _)| *s == row.id)
-            .map(|(_, _, m)| m)
-            .collect();
-        let measured = quality::session_quality(runs.iter().copied());
+        let runs = shared
+            .with_store(|s| s.runs_of(&row.id))
+            .unwrap_or_default();
+        let measured = quality::session_quality(&runs);
         let score = match row.end_reason.as_deref() {
             Some("NoReveal" | "MeterMismatch" | "TermsMismatch") => 1,
             // The seller never answered the close: it vanished.

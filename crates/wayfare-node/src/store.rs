@@ -829,12 +829,31 @@ impl Store {
     /// Every recorded run as `(session, seller, measurements)`, oldest first (unreadable rows
     /// are skipped with a warning).
     pub fn runs(&self) -> Result<Vec<(String, String, crate::quality::Measurements)>, StoreError> {
+        self.runs_where(None)
+    }
+
+    /// The recorded runs of one session, oldest first.
+    pub fn runs_of(&self, session: &str) -> Result<Vec<crate::quality::Measurements>, StoreError> {
+        Ok(self
+            .runs_where(Some(session))?
+            .into_iter()
+            .map(|(_, _, m)| m)
+            .collect())
+    }
+
+    fn runs_where(
+        &self,
+        session: Option<&str>,
+    ) -> Result<Vec<(String, String, crate::quality::Measurements)>, StoreError> {
         let mut stmt = self
             .conn
-            .prepare("SELECT session, seller, measurements FROM runs ORDER BY started_ms")
+            .prepare(
+                "SELECT session, seller, measurements FROM runs
+                 WHERE ?1 IS NULL OR session = ?1 ORDER BY started_ms",
+            )
             .map_err(|e| self.err(e))?;
         let rows: Vec<(String, String, String)> = stmt
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .query_map([session], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
             .and_then(|it| it.collect())
             .map_err(|e| self.err(e))?;
         Ok(rows
@@ -1076,6 +1095,8 @@ mod tests {
         let runs = s.runs().unwrap();
         assert_eq!(runs.len(), 1, "a run was recorded twice");
         assert_eq!(runs[0].2.down, 2);
+        assert_eq!(s.runs_of("s1").unwrap().len(), 1);
+        assert!(s.runs_of("s2").unwrap().is_empty());
     }
 
     #[test]
