@@ -349,9 +349,11 @@ fn serve_seller(
                 }
                 Message::Voucher(v) => responder.respond(&Message::Usage(Usage {
                     channel_id: v.channel_id,
+                    run: 0,
                     bytes: 1 << 20,
                     seconds: 30,
                     paid: v.amount,
+                    signature: [0x1b; 65],
                 })),
                 Message::CloseRequest(c) => {
                     responder.respond(&Message::CloseConsent(SignedCloseConsent {
@@ -565,7 +567,9 @@ async fn relayed_negotiation(via_dht: bool) {
     assert_eq!(usage.paid, U256::from(500u64));
     let close = Message::CloseRequest(CloseRequest {
         channel_id,
+        run: 0,
         reason: CloseReason::BuyerDone,
+        signature: [0x1b; 65],
     });
     assert!(matches!(
         buyer.handle.request(seller_id, &close).await.unwrap(),

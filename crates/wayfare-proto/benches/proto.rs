@@ -162,13 +162,17 @@ fn sample(name: &str) -> Message {
         }),
         "Usage" => Message::Usage(Usage {
             channel_id: id,
+            run: 0,
             bytes: 1 << 30,
             seconds: 900,
             paid: U256::from(5u8),
+            signature: sig,
         }),
         "CloseRequest" => Message::CloseRequest(CloseRequest {
             channel_id: id,
+            run: 0,
             reason: CloseReason::BuyerDone,
+            signature: sig,
         }),
         _ => Message::CloseConsent(SignedCloseConsent {
             channel_id: id,

@@ -82,8 +82,28 @@ alloy_sol_types::sol! {
     #[derive(Debug, PartialEq, Eq)]
     struct Resume {
         bytes32 channelId;
+        uint32 run;
         bytes32 buyerKey;
         bytes32 wireguardKey;
+    }
+
+    /// A request to close (or pause) a channel's service run (off-chain only; signed by the
+    /// channel's voucher signer from the buyer, by the seller's signer from the seller).
+    #[derive(Debug, PartialEq, Eq)]
+    struct CloseRequest {
+        bytes32 channelId;
+        uint32 run;
+        uint8 reason;
+    }
+
+    /// The seller's meter report for a run (off-chain only; signed by the seller's signer).
+    #[derive(Debug, PartialEq, Eq)]
+    struct Usage {
+        bytes32 channelId;
+        uint32 run;
+        uint64 bytes;
+        uint64 seconds;
+        uint256 paid;
     }
 }
 
@@ -145,18 +165,43 @@ pub fn announcement_digest(a: &crate::messages::Announcement, domain: &Eip712Dom
     .eip712_signing_hash(domain)
 }
 
-/// Digest the channel's voucher signer signs to resume `channel_id` with a fresh X25519
-/// `buyer_key` and, for WireGuard, a new `wireguard_key` (zero bytes32 when `None`).
+/// Digest the channel's voucher signer signs to resume `channel_id` as service run `run` with a
+/// fresh X25519 `buyer_key` and, for WireGuard, a new `wireguard_key` (zero bytes32 when `None`).
 pub fn resume_digest(
     channel_id: B256,
+    run: u32,
     buyer_key: [u8; 32],
     wireguard_key: Option<[u8; 32]>,
     domain: &Eip712Domain,
 ) -> B256 {
     Resume {
         channelId: channel_id,
+        run,
         buyerKey: B256::from(buyer_key),
         wireguardKey: wireguard_key.map_or(B256::ZERO, B256::from),
+    }
+    .eip712_signing_hash(domain)
+}
+
+/// Digest a party signs to close (or pause) run `run` of `channel_id` for `reason` (the
+/// [`CloseReason`](crate::messages::CloseReason) wire code).
+pub fn close_request_digest(channel_id: B256, run: u32, reason: u8, domain: &Eip712Domain) -> B256 {
+    CloseRequest {
+        channelId: channel_id,
+        run,
+        reason,
+    }
+    .eip712_signing_hash(domain)
+}
+
+/// Digest the seller's signer signs for its meter report `u` (its signature field is ignored).
+pub fn usage_digest(u: &crate::messages::Usage, domain: &Eip712Domain) -> B256 {
+    Usage {
+        channelId: u.channel_id,
+        run: u.run,
+        bytes: u.bytes,
+        seconds: u.seconds,
+        paid: u.paid,
     }
     .eip712_signing_hash(domain)
 }
@@ -380,7 +425,8 @@ mod tests {
 
     #[test]
     fn resume_digest_matches_a_hand_computation() {
-        const RESUME_TYPE: &str = "Resume(bytes32 channelId,bytes32 buyerKey,bytes32 wireguardKey)";
+        const RESUME_TYPE: &str =
+            "Resume(bytes32 channelId,uint32 run,bytes32 buyerKey,bytes32 wireguardKey)";
         assert_eq!(Resume::eip712_encode_type(), RESUME_TYPE);
         let market = address!("5FbDB2315678afecb367f032d93F642f64180aa3");
         let d = domain(31337, market);
@@ -389,30 +435,94 @@ mod tests {
             let mut enc = Vec::new();
             enc.extend_from_slice(keccak256(RESUME_TYPE).as_slice());
             enc.extend_from_slice(id.as_slice());
+            enc.extend_from_slice(&word_u(3));
             enc.extend_from_slice(&[0x11; 32]);
             enc.extend_from_slice(&wg);
             manual_digest(manual_separator(31337, market), keccak256(enc))
         };
         assert_eq!(
-            resume_digest(id, [0x11; 32], Some([0x22; 32]), &d),
+            resume_digest(id, 3, [0x11; 32], Some([0x22; 32]), &d),
             manual([0x22; 32])
         );
         // No WireGuard key hashes as zero bytes32.
-        assert_eq!(resume_digest(id, [0x11; 32], None, &d), manual([0; 32]));
+        assert_eq!(resume_digest(id, 3, [0x11; 32], None, &d), manual([0; 32]));
         // Each field, the chain and the market are bound.
-        let base = resume_digest(id, [0x11; 32], None, &d);
-        assert_ne!(base, resume_digest(B256::ZERO, [0x11; 32], None, &d));
-        assert_ne!(base, resume_digest(id, [0x12; 32], None, &d));
+        let base = resume_digest(id, 3, [0x11; 32], None, &d);
+        assert_ne!(base, resume_digest(B256::ZERO, 3, [0x11; 32], None, &d));
+        assert_ne!(base, resume_digest(id, 2, [0x11; 32], None, &d));
+        assert_ne!(base, resume_digest(id, 3, [0x12; 32], None, &d));
         assert_ne!(
             base,
-            resume_digest(id, [0x11; 32], None, &domain(1, market))
+            resume_digest(id, 3, [0x11; 32], None, &domain(1, market))
         );
         assert_ne!(
             base,
-            resume_digest(id, [0x11; 32], None, &domain(31337, Address::ZERO))
+            resume_digest(id, 3, [0x11; 32], None, &domain(31337, Address::ZERO))
         );
         // Not interchangeable with a voucher for the same channel.
         assert_ne!(base, voucher_digest(id, U256::ZERO, &d));
+    }
+
+    #[test]
+    fn close_request_and_usage_digests_match_a_hand_computation() {
+        const CLOSE_TYPE: &str = "CloseRequest(bytes32 channelId,uint32 run,uint8 reason)";
+        const USAGE_TYPE: &str =
+            "Usage(bytes32 channelId,uint32 run,uint64 bytes,uint64 seconds,uint256 paid)";
+        assert_eq!(CloseRequest::eip712_encode_type(), CLOSE_TYPE);
+        assert_eq!(Usage::eip712_encode_type(), USAGE_TYPE);
+        let market = address!("5FbDB2315678afecb367f032d93F642f64180aa3");
+        let d = domain(31337, market);
+        let id = B256::repeat_byte(0xcd);
+        let sep = manual_separator(31337, market);
+        let mut enc = Vec::new();
+        enc.extend_from_slice(keccak256(CLOSE_TYPE).as_slice());
+        enc.extend_from_slice(id.as_slice());
+        enc.extend_from_slice(&word_u(2));
+        enc.extend_from_slice(&word_u(6));
+        assert_eq!(
+            close_request_digest(id, 2, 6, &d),
+            manual_digest(sep, keccak256(&enc))
+        );
+        let base = close_request_digest(id, 2, 6, &d);
+        assert_ne!(base, close_request_digest(id, 1, 6, &d));
+        assert_ne!(base, close_request_digest(id, 2, 1, &d));
+        assert_ne!(base, close_request_digest(B256::ZERO, 2, 6, &d));
+        assert_ne!(base, close_request_digest(id, 2, 6, &domain(1, market)));
+
+        let u = crate::messages::Usage {
+            channel_id: id,
+            run: 2,
+            bytes: 1_000,
+            seconds: 30,
+            paid: U256::from(77u64),
+            signature: [0; 65],
+        };
+        let mut enc = Vec::new();
+        enc.extend_from_slice(keccak256(USAGE_TYPE).as_slice());
+        enc.extend_from_slice(id.as_slice());
+        enc.extend_from_slice(&word_u(2));
+        enc.extend_from_slice(&word_u(1_000));
+        enc.extend_from_slice(&word_u(30));
+        enc.extend_from_slice(&word_u(77));
+        assert_eq!(usage_digest(&u, &d), manual_digest(sep, keccak256(&enc)));
+        // The signature field is not hashed; every other field is.
+        let signed = crate::messages::Usage {
+            signature: [9; 65],
+            ..u
+        };
+        assert_eq!(usage_digest(&signed, &d), usage_digest(&u, &d));
+        for other in [
+            crate::messages::Usage { run: 3, ..u },
+            crate::messages::Usage { bytes: 1_001, ..u },
+            crate::messages::Usage { seconds: 31, ..u },
+            crate::messages::Usage {
+                paid: U256::from(78u64),
+                ..u
+            },
+        ] {
+            assert_ne!(usage_digest(&other, &d), usage_digest(&u, &d));
+        }
+        assert_ne!(usage_digest(&u, &domain(1, market)), usage_digest(&u, &d));
     }
 
     #[test]

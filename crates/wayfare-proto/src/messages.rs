@@ -84,6 +84,14 @@ pub enum RefusalReason {
     BadRequest = 4,
     /// The seller is not taking buyers now.
     Unavailable = 5,
+    /// The message names a session the sending peer is not a party to (or proved nothing).
+    NotYourSession = 6,
+    /// A signature on the message did not verify against the party's key.
+    BadSignature = 7,
+    /// An old message again (a replayed voucher, resume, pause or consent): nothing changed.
+    Replayed = 8,
+    /// Too many sessions are waiting for a channel (from this peer, or in total): try later.
+    TooManyPending = 9,
 }
 
 impl RefusalReason {
@@ -95,6 +103,10 @@ impl RefusalReason {
             3 => Self::TermsRejected,
             4 => Self::BadRequest,
             5 => Self::Unavailable,
+            6 => Self::NotYourSession,
+            7 => Self::BadSignature,
+            8 => Self::Replayed,
+            9 => Self::TooManyPending,
             _ => return None,
         })
     }
@@ -148,16 +160,23 @@ pub struct SignedVoucher {
 }
 
 /// Seller → buyer: the seller's own meter, and the best voucher amount it holds (an ack).
+/// Signed by the seller's registered signer over
+/// [`usage_digest`](crate::eip712::usage_digest), so nobody else can make the buyer believe the
+/// seller over-metered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Usage {
     /// The channel.
     pub channel_id: B256,
+    /// The channel's service run this report belongs to (0 for the first, +1 per [`Resume`]).
+    pub run: u32,
     /// Bytes the seller counted, both directions.
     pub bytes: u64,
     /// Seconds of session the seller counted.
     pub seconds: u64,
     /// The best voucher amount the seller holds.
     pub paid: U256,
+    /// The seller signer's signature.
+    pub signature: SignatureBytes,
 }
 
 /// Why a side asks to close.
@@ -195,13 +214,20 @@ impl CloseReason {
     }
 }
 
-/// Either side: please close the channel.
+/// Either side: please close the channel (or, from the buyer, pause it). Signed over
+/// [`close_request_digest`](crate::eip712::close_request_digest): by the channel's voucher signer
+/// when the buyer sends it, by the seller's registered signer when the seller does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CloseRequest {
     /// The channel.
     pub channel_id: B256,
+    /// The service run it ends (0 for the first, +1 per [`Resume`]): a request of an earlier run
+    /// is stale and changes nothing.
+    pub run: u32,
     /// Why.
     pub reason: CloseReason,
+    /// The sender's signature.
+    pub signature: SignatureBytes,
 }
 
 /// Seller → buyer: the seller signer's EIP-712 `CloseConsent` for an amount, usable with the
@@ -223,6 +249,8 @@ pub struct SignedCloseConsent {
 pub struct Resume {
     /// The paused channel.
     pub channel_id: B256,
+    /// The run this resume starts: the paused run + 1 (an older resume is a replay).
+    pub run: u32,
     /// The buyer's fresh X25519 public key, to seal the new reveal to.
     pub buyer_key: [u8; 32],
     /// The buyer's WireGuard public key for the new run: present if and only if the channel's

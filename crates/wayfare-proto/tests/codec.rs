@@ -157,18 +157,32 @@ fn message() -> impl Strategy<Value = Message> {
                 signature
             }
         )),
-        (b256(), any::<u64>(), any::<u64>(), u256()).prop_map(
-            |(channel_id, bytes, seconds, paid)| Message::Usage(Usage {
+        (
+            b256(),
+            any::<u32>(),
+            any::<u64>(),
+            any::<u64>(),
+            u256(),
+            signature()
+        )
+            .prop_map(|(channel_id, run, bytes, seconds, paid, signature)| {
+                Message::Usage(Usage {
+                    channel_id,
+                    run,
+                    bytes,
+                    seconds,
+                    paid,
+                    signature,
+                })
+            }),
+        (b256(), any::<u32>(), 1u8..=6, signature()).prop_map(|(channel_id, run, r, signature)| {
+            Message::CloseRequest(CloseRequest {
                 channel_id,
-                bytes,
-                seconds,
-                paid
+                run,
+                reason: CloseReason::from_code(r).expect("reason"),
+                signature,
             })
-        ),
-        (b256(), 1u8..=6).prop_map(|(channel_id, r)| Message::CloseRequest(CloseRequest {
-            channel_id,
-            reason: CloseReason::from_code(r).expect("reason"),
-        })),
+        }),
         (b256(), u256(), signature()).prop_map(|(channel_id, amount, signature)| {
             Message::CloseConsent(SignedCloseConsent {
                 channel_id,
@@ -182,16 +196,20 @@ fn message() -> impl Strategy<Value = Message> {
 fn resume() -> impl Strategy<Value = Resume> {
     (
         b256(),
+        any::<u32>(),
         any::<[u8; 32]>(),
         proptest::option::of(any::<[u8; 32]>()),
         signature(),
     )
-        .prop_map(|(channel_id, buyer_key, wireguard_key, signature)| Resume {
-            channel_id,
-            buyer_key,
-            wireguard_key,
-            signature,
-        })
+        .prop_map(
+            |(channel_id, run, buyer_key, wireguard_key, signature)| Resume {
+                channel_id,
+                run,
+                buyer_key,
+                wireguard_key,
+                signature,
+            },
+        )
 }
 fn ip() -> impl Strategy<Value = IpAddr> {
     prop_oneof![
@@ -266,7 +284,7 @@ proptest! {
     fn resume_round_trips_and_every_truncation_is_an_error(r in resume(), cut in any::<proptest::sample::Index>()) {
         let bytes = Message::Resume(r).encode();
         prop_assert_eq!(bytes[1], 0x0b);
-        prop_assert_eq!(bytes.len(), 2 + 32 + 32 + 1 + if r.wireguard_key.is_some() { 32 } else { 0 } + 65);
+        prop_assert_eq!(bytes.len(), 2 + 32 + 4 + 32 + 1 + if r.wireguard_key.is_some() { 32 } else { 0 } + 65);
         prop_assert_eq!(Message::decode(&bytes), Ok(Message::Resume(r)));
         let at = cut.index(bytes.len());
         prop_assert!(Message::decode(&bytes[..at]).is_err());
@@ -325,12 +343,12 @@ fn oversized_input_is_rejected_before_parsing() {
 #[test]
 fn unknown_version_and_type_are_typed_errors() {
     let mut b = voucher_bytes();
-    b[0] = 2;
+    b[0] = 3;
     assert_eq!(
         Message::decode(&b),
         Err(DecodeError::UnknownVersion {
-            found: 2,
-            supported: 1
+            found: 3,
+            supported: 2
         })
     );
     let mut b = voucher_bytes();
@@ -392,11 +410,13 @@ fn bad_field_values_are_typed_errors() {
     ));
     let mut c = Message::CloseRequest(CloseRequest {
         channel_id: B256::ZERO,
+        run: 0,
         reason: CloseReason::BuyerDone,
+        signature: sig27(),
     })
     .encode();
-    let last = c.len() - 1;
-    c[last] = 0;
+    // version, type, channel id, run, then the reason.
+    c[2 + 32 + 4] = 0;
     assert!(matches!(
         Message::decode(&c),
         Err(DecodeError::BadValue {
@@ -447,6 +467,7 @@ fn resume_bytes(wireguard_key: Option<[u8; 32]>) -> Vec<u8> {
     sig[64] = 28;
     Message::Resume(Resume {
         channel_id: B256::repeat_byte(3),
+        run: 1,
         buyer_key: [4; 32],
         wireguard_key,
         signature: sig,
@@ -471,7 +492,7 @@ fn resume_bad_field_values_are_typed_errors() {
     }
     // The WireGuard key's option tag is 0 or 1, nothing else.
     let mut b = resume_bytes(None);
-    let tag_at = 2 + 32 + 32;
+    let tag_at = 2 + 32 + 4 + 32;
     assert_eq!(b[tag_at], 0);
     b[tag_at] = 2;
     assert!(matches!(
@@ -491,10 +512,12 @@ fn resume_bad_field_values_are_typed_errors() {
     // The pause close reason has its own code.
     let c = Message::CloseRequest(CloseRequest {
         channel_id: B256::ZERO,
+        run: 0,
         reason: CloseReason::Pause,
+        signature: sig27(),
     })
     .encode();
-    assert_eq!(c[c.len() - 1], 6);
+    assert_eq!(c[2 + 32 + 4], 6);
     assert_eq!(CloseReason::from_code(7), None);
 }
 
@@ -508,19 +531,31 @@ fn unhex(s: &str) -> Vec<u8> {
 /// The fixtures were written by the daemon's snapshot code before version 2 (a serving session
 /// two minutes in).
 #[test]
-fn version_1_snapshots_still_decode_and_re_encode_as_version_2() {
-    assert_eq!(SNAPSHOT_VERSION, 2);
+fn version_1_snapshots_still_decode_and_re_encode_as_version_3() {
+    assert_eq!(SNAPSHOT_VERSION, 3);
     let v1 = unhex(SELLER_V1);
     assert_eq!(&v1[..5], b"WFSS\x01");
     let s = SellerSnapshot::from_bytes(&v1).expect("v1 seller snapshot");
     assert_eq!(s.phase, SellerPhase::Serving);
     assert_eq!(s.prior_seconds, 0);
     assert!(s.best.is_some() && s.channel.is_some() && s.service_start.is_some());
-    let v2 = s.to_bytes();
-    assert_eq!(v2[4], 2);
-    assert_eq!(v2.len(), v1.len() + 8, "v2 appends prior_seconds");
-    assert_eq!(&v2[5..v1.len()], &v1[5..]);
-    assert_eq!(SellerSnapshot::from_bytes(&v2), Ok(s));
+    assert_eq!(s.run, 0);
+    let v3 = s.to_bytes();
+    assert_eq!(v3[4], 3);
+    assert_eq!(
+        v3.len(),
+        v1.len() + 8 + 4,
+        "v2 appends prior_seconds, v3 the run"
+    );
+    assert_eq!(&v3[5..v1.len()], &v1[5..]);
+    assert_eq!(SellerSnapshot::from_bytes(&v3), Ok(s.clone()));
+    // Version 2 (v1 + prior_seconds) still reads, with run 0.
+    let mut v2 = v3[..v3.len() - 4].to_vec();
+    v2[4] = 2;
+    assert_eq!(SellerSnapshot::from_bytes(&v2), Ok(s.clone()));
+    // The run survives a round trip.
+    let s7 = SellerSnapshot { run: 7, ..s };
+    assert_eq!(SellerSnapshot::from_bytes(&s7.to_bytes()), Ok(s7));
 
     let v1 = unhex(BUYER_V1);
     assert_eq!(&v1[..5], b"WFBS\x01");
@@ -528,10 +563,12 @@ fn version_1_snapshots_still_decode_and_re_encode_as_version_2() {
     assert_eq!(b.phase, BuyerPhase::Serving);
     assert_eq!(b.prior_seconds, 0);
     assert!(b.last_voucher.is_some() && b.reveal.is_some());
-    let v2 = b.to_bytes();
-    assert_eq!(v2[4], 2);
-    assert_eq!(v2.len(), v1.len() + 8);
-    assert_eq!(BuyerSnapshot::from_bytes(&v2), Ok(b));
+    let v3 = b.to_bytes();
+    assert_eq!(v3[4], 3);
+    assert_eq!(v3.len(), v1.len() + 8 + 4);
+    assert_eq!(BuyerSnapshot::from_bytes(&v3), Ok(b.clone()));
+    let b5 = BuyerSnapshot { run: 5, ..b };
+    assert_eq!(BuyerSnapshot::from_bytes(&b5.to_bytes()), Ok(b5));
 }
 
 #[test]
@@ -548,15 +585,20 @@ fn snapshot_versions_and_the_paused_phase_are_checked() {
     let mut short = v1.clone();
     short[4] = 2;
     assert!(SellerSnapshot::from_bytes(&short).is_err());
+    // Version 3 without the run is truncated.
+    let mut short3 = v1.clone();
+    short3.extend_from_slice(&[0; 8]);
+    short3[4] = 3;
+    assert!(SellerSnapshot::from_bytes(&short3).is_err());
     // Unknown versions.
-    for v in [0u8, 3] {
+    for v in [0u8, 4] {
         let mut b = v1.clone();
         b[4] = v;
         assert_eq!(
             SellerSnapshot::from_bytes(&b),
             Err(DecodeError::UnknownVersion {
                 found: v,
-                supported: 2
+                supported: 3
             })
         );
     }
@@ -593,4 +635,39 @@ fn snapshot_versions_and_the_paused_phase_are_checked() {
     assert_eq!(BuyerSnapshot::from_bytes(&b.to_bytes()), Ok(b.clone()));
     b.channel = None;
     assert!(BuyerSnapshot::from_bytes(&b.to_bytes()).is_err());
+}
+
+/// A syntactically valid signature (v = 27) for layout tests.
+fn sig27() -> [u8; 65] {
+    let mut sig = [1u8; 65];
+    sig[64] = 27;
+    sig
+}
+
+#[test]
+fn version_1_session_messages_are_refused() {
+    // An unsigned version-1 `CloseRequest` (channel id, reason) and `Usage` are not read as
+    // anything: the version byte alone refuses them.
+    let mut close_v1 = vec![1u8, 0x09];
+    close_v1.extend_from_slice(&[0u8; 32]);
+    close_v1.push(6);
+    let mut usage_v1 = vec![1u8, 0x08];
+    usage_v1.extend_from_slice(&[0u8; 32 + 8 + 8 + 32]);
+    for bytes in [close_v1, usage_v1] {
+        assert_eq!(
+            Message::decode(&bytes),
+            Err(DecodeError::UnknownVersion {
+                found: 1,
+                supported: PROTOCOL_VERSION
+            })
+        );
+    }
+    // The same bytes under version 2 are too short: the signature is not optional.
+    let mut close = vec![PROTOCOL_VERSION, 0x09];
+    close.extend_from_slice(&[0u8; 32 + 4]);
+    close.push(6);
+    assert!(matches!(
+        Message::decode(&close),
+        Err(DecodeError::Truncated { .. })
+    ));
 }

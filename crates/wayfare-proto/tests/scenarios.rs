@@ -379,7 +379,9 @@ fn seller_restarts_while_closing_and_still_settles_its_best_voucher() {
     let best = *w.seller.best_voucher().unwrap();
     w.restart_seller();
     assert_eq!(w.seller.best_voucher(), Some(&best));
-    assert!(w.finish(2 * MINUTE), "never closed");
+    // Without a consent the buyer starts a close; the seller submits its best voucher and the
+    // close pays it out once the 10-minute challenge period is over.
+    assert!(w.finish(15 * MINUTE), "never closed");
     assert_eq!(w.chain.paid_to_seller(), Some(best.amount));
     assert_paid_within_tolerance(&w);
 }
@@ -470,9 +472,14 @@ fn buyer_starts_a_close_while_the_seller_is_away_and_the_watchtower_settles() {
         w.log.leave,
         Some((_, _, CloseAction::StartClose { .. }))
     ));
-    // The seller's chain watcher sees CloseStarted and settles with its best voucher at once.
-    assert!(w.run_until(MINUTE, |w| w.chain.paid_to_seller().is_some()));
-    assert!(!w.log.settles.is_empty());
+    // The seller's chain watcher sees CloseStarted and submits its best voucher at once (before
+    // the deadline); the close pays it out at finalize.
+    assert!(w.run_until(MINUTE, |w| !w.log.submitted.is_empty()));
+    assert_eq!(
+        w.log.submitted.last().map(|v| v.amount),
+        w.seller.best_voucher().map(|v| v.amount)
+    );
+    assert!(w.run_until(120 * MINUTE, |w| w.chain.paid_to_seller().is_some()));
     assert_eq!(
         w.chain.paid_to_seller(),
         w.seller.best_voucher().map(|v| v.amount)
@@ -719,9 +726,10 @@ fn a_resume_not_signed_by_the_voucher_signer_is_refused_and_the_seller_stays_pau
     let snapshot = w.seller.snapshot();
     let domain = eip712::domain(CHAIN_ID, MARKET);
     let mallory = SecretKey::from_bytes(&[0x99; 32]).unwrap();
-    let digest = eip712::resume_digest(channel, [0x77; 32], Some([0x78; 32]), &domain);
+    let digest = eip712::resume_digest(channel, 1, [0x77; 32], Some([0x78; 32]), &domain);
     let forged = Resume {
         channel_id: channel,
+        run: 1,
         buyer_key: [0x77; 32],
         wireguard_key: Some([0x78; 32]),
         signature: mallory.sign_digest(digest),
@@ -744,9 +752,10 @@ fn a_resume_not_signed_by_the_voucher_signer_is_refused_and_the_seller_stays_pau
         .unwrap_err();
     assert!(matches!(err, SessionError::Signature(_)), "{err}");
     // Signed by the right key for the wrong service shape (no WireGuard key for WireGuard).
-    let digest = eip712::resume_digest(channel, [0x77; 32], None, &domain);
+    let digest = eip712::resume_digest(channel, 1, [0x77; 32], None, &domain);
     let no_wg = Resume {
         channel_id: channel,
+        run: 1,
         buyer_key: [0x77; 32],
         wireguard_key: None,
         signature: voucher_key.sign_digest(digest),
@@ -819,8 +828,10 @@ fn a_buyer_starting_a_close_while_paused_makes_the_seller_settle_at_once() {
     w.chain.start_close(channel, w.now);
     assert!(w.run_until(MINUTE, |w| w.seller.is_ended()));
     assert_eq!(w.seller.end_reason(), Some(EndReason::CloseStarted));
-    assert_eq!(w.log.settles, vec![best]);
-    assert!(w.run_until(MINUTE, |w| w.buyer.is_ended()));
+    // The watchtower records its best voucher on chain at once; finalize pays it out.
+    assert_eq!(w.log.submitted, vec![best]);
+    assert!(w.log.settles.is_empty());
+    assert!(w.run_until(120 * MINUTE, |w| w.buyer.is_ended()));
     assert_eq!(w.chain.paid_to_seller(), Some(best.amount));
     assert_paid_within_tolerance(&w);
 }
@@ -900,9 +911,11 @@ fn a_lost_reveal_after_a_resume_is_resent_on_the_next_resume() {
     // A Resume with other keys while serving is refused.
     let channel = w.seller.channel_id().unwrap();
     let domain = eip712::domain(CHAIN_ID, MARKET);
-    let digest = eip712::resume_digest(channel, [0x77; 32], Some(NEW_WG), &domain);
+    let run = w.seller.run();
+    let digest = eip712::resume_digest(channel, run, [0x77; 32], Some(NEW_WG), &domain);
     let other = Resume {
         channel_id: channel,
+        run,
         buyer_key: [0x77; 32],
         wireguard_key: Some(NEW_WG),
         signature: w.buyer_params().voucher_key.sign_digest(digest),
@@ -1040,23 +1053,35 @@ fn a_late_pause_request_of_the_previous_run_does_not_pause_the_resumed_one() {
     let channel = w.seller.channel_id().unwrap();
     let domain = eip712::domain(CHAIN_ID, MARKET);
     let new_key = RevealSecret::from_seed(&NEW_SEED).public_key();
-    let digest = eip712::resume_digest(channel, new_key, Some([0x44; 32]), &domain);
+    let digest = eip712::resume_digest(channel, 1, new_key, Some([0x44; 32]), &domain);
     let resume = Resume {
         channel_id: channel,
+        run: 1,
         buyer_key: new_key,
         wireguard_key: Some([0x44; 32]),
         signature: w.buyer_params().voucher_key.sign_digest(digest),
     };
+    let voucher_key = w.buyer_params().voucher_key.clone();
+    let pause_digest = eip712::close_request_digest(channel, 0, CloseReason::Pause as u8, &domain);
     let late_pause = Message::CloseRequest(wayfare_proto::messages::CloseRequest {
         channel_id: channel,
+        run: 0,
         reason: CloseReason::Pause,
+        signature: voucher_key.sign_digest(pause_digest),
     });
     // The Resume, then the old pause request, before the shell got to provision.
     w.seller
         .handle_message(Message::Resume(resume), w.t())
         .unwrap();
     assert!(!w.seller.is_paused());
-    w.seller.handle_message(late_pause, w.t()).unwrap();
+    assert!(matches!(
+        w.seller.handle_message(late_pause, w.t()),
+        Err(SessionError::StaleRun {
+            got: 0,
+            current: 1,
+            ..
+        })
+    ));
     assert!(
         !w.seller.is_paused(),
         "a late pause request paused the new run"

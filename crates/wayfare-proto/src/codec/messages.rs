@@ -264,17 +264,21 @@ impl WireFormat for SignedVoucher {
 impl WireFormat for Usage {
     fn write(&self, w: &mut Writer) {
         w.b256(&self.channel_id);
+        w.u32(self.run);
         w.u64(self.bytes);
         w.u64(self.seconds);
         w.u256(&self.paid);
+        w.raw(&self.signature);
     }
 
     fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
         Ok(Self {
             channel_id: r.b256("usage.channel_id")?,
+            run: r.u32("usage.run")?,
             bytes: r.u64("usage.bytes")?,
             seconds: r.u64("usage.seconds")?,
             paid: r.u256("usage.paid")?,
+            signature: read_signature(r, "usage.signature")?,
         })
     }
 }
@@ -282,14 +286,18 @@ impl WireFormat for Usage {
 impl WireFormat for CloseRequest {
     fn write(&self, w: &mut Writer) {
         w.b256(&self.channel_id);
+        w.u32(self.run);
         w.u8(self.reason as u8);
+        w.raw(&self.signature);
     }
 
     fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
         Ok(Self {
             channel_id: r.b256("close_request.channel_id")?,
+            run: r.u32("close_request.run")?,
             reason: CloseReason::from_code(r.u8("close_request.reason")?)
                 .ok_or_else(|| bad("close_request.reason", "unknown close reason"))?,
+            signature: read_signature(r, "close_request.signature")?,
         })
     }
 }
@@ -313,6 +321,7 @@ impl WireFormat for SignedCloseConsent {
 impl WireFormat for Resume {
     fn write(&self, w: &mut Writer) {
         w.b256(&self.channel_id);
+        w.u32(self.run);
         w.raw(&self.buyer_key);
         w.option(self.wireguard_key.as_ref(), |w, k| w.raw(k));
         w.raw(&self.signature);
@@ -321,6 +330,7 @@ impl WireFormat for Resume {
     fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
         Ok(Self {
             channel_id: r.b256("resume.channel_id")?,
+            run: r.u32("resume.run")?,
             buyer_key: r.array("resume.buyer_key")?,
             wireguard_key: r.option("resume.wireguard_key", |r| r.array("resume.wireguard_key"))?,
             signature: read_signature(r, "resume.signature")?,

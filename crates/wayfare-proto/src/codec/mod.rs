@@ -19,8 +19,12 @@ pub use writer::Writer;
 /// Largest encoded message accepted or produced: 64 KiB.
 pub const MAX_MESSAGE_SIZE: usize = 64 * 1024;
 
-/// Wire version this build speaks.
-pub const PROTOCOL_VERSION: u8 = 1;
+/// Wire version this build speaks (and the only one it reads).
+///
+/// Version 2 signs every message that changes a session: `Usage` and `CloseRequest` carry the
+/// service run and a signature, `Resume` the run it starts. Version-1 bytes (unsigned `Usage` and
+/// `CloseRequest`) are refused as [`DecodeError::UnknownVersion`].
+pub const PROTOCOL_VERSION: u8 = 2;
 
 /// A value with a canonical, strictly decodable byte form (its fields, without any header).
 pub trait WireFormat: Sized {

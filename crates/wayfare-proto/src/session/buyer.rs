@@ -105,6 +105,8 @@ pub struct BuyerSession {
     top_up_pending: bool,
     /// Seconds billed in earlier service runs (before a pause).
     prior_seconds: u64,
+    /// The channel's current service run: 0 for the first, +1 per resume.
+    run: u32,
     /// Awaiting the reveal of a resumed channel: retransmit `Resume`, not `Opened`.
     resuming: bool,
     /// Paused and the seller's `Usage` ack for the final voucher has not come yet.
@@ -161,6 +163,7 @@ impl BuyerSession {
             deadline: Timestamp::default(),
             top_up_pending: false,
             prior_seconds: 0,
+            run: 0,
             resuming: false,
             pause_unacked: false,
             end: None,
@@ -196,6 +199,7 @@ impl BuyerSession {
         s.last_voucher = snapshot.last_voucher;
         s.end = snapshot.end;
         s.prior_seconds = snapshot.prior_seconds;
+        s.run = snapshot.run;
         s.owed_at_last_tick = s.owed(now);
         s.acked = false;
         s.next_retransmit = now.saturating_add(s.config.retransmit);
@@ -284,6 +288,8 @@ impl BuyerSession {
         s.meter_bytes = snapshot.meter_bytes;
         s.last_voucher = snapshot.last_voucher;
         s.prior_seconds = snapshot.prior_seconds;
+        // A new run: the seller takes only this run's messages from now on.
+        s.run = snapshot.run.saturating_add(1);
         s.resuming = true;
         s.deadline = now.saturating_add(s.config.reveal_timeout);
         s.next_retransmit = now.saturating_add(s.config.retransmit);
@@ -317,6 +323,9 @@ impl BuyerSession {
             Message::Usage(u) => self.on_usage(u, now),
             Message::CloseRequest(c) => {
                 self.check_channel(c.channel_id)?;
+                let digest =
+                    eip712::close_request_digest(c.channel_id, c.run, c.reason as u8, &self.domain);
+                self.check_seller_message("CloseRequest", digest, &c.signature, c.run)?;
                 match self.phase {
                     Phase::Serving => {
                         self.leave_with(EndReason::SellerClosed, now);
@@ -570,6 +579,7 @@ impl BuyerSession {
             last_voucher: self.last_voucher,
             end: self.end,
             prior_seconds: self.prior_seconds,
+            run: self.run,
         })
     }
 
@@ -712,12 +722,14 @@ impl BuyerSession {
         let Some(c) = &self.channel else { return };
         let digest = eip712::resume_digest(
             c.channel_id,
+            self.run,
             self.request.buyer_key,
             self.request.wireguard_key,
             &self.domain,
         );
         let resume = Resume {
             channel_id: c.channel_id,
+            run: self.run,
             buyer_key: self.request.buyer_key,
             wireguard_key: self.request.wireguard_key,
             signature: self.params.voucher_key.sign_digest(digest),
@@ -732,12 +744,40 @@ impl BuyerSession {
             self.out.transmit(Message::Voucher(v).encode());
         }
         self.out.transmit(
-            Message::CloseRequest(CloseRequest {
-                channel_id: c.channel_id,
-                reason: CloseReason::Pause,
-            })
-            .encode(),
+            self.close_request(c.channel_id, CloseReason::Pause)
+                .encode(),
         );
+    }
+
+    /// A `CloseRequest` of the current run, signed by the channel's voucher signer.
+    fn close_request(&self, channel_id: B256, reason: CloseReason) -> Message {
+        let digest = eip712::close_request_digest(channel_id, self.run, reason as u8, &self.domain);
+        Message::CloseRequest(CloseRequest {
+            channel_id,
+            run: self.run,
+            reason,
+            signature: self.params.voucher_key.sign_digest(digest),
+        })
+    }
+
+    /// Checks that a seller message of run `run` is signed by the seller's signer over `digest`
+    /// and belongs to the current run.
+    fn check_seller_message(
+        &self,
+        message: &'static str,
+        digest: B256,
+        signature: &[u8],
+        run: u32,
+    ) -> Result<(), SessionError> {
+        eip712::verify_signer(digest, signature, self.params.seller_signer)?;
+        if run != self.run {
+            return Err(SessionError::StaleRun {
+                message,
+                got: run,
+                current: self.run,
+            });
+        }
+        Ok(())
     }
 
     fn close_reason(&self) -> CloseReason {
@@ -754,13 +794,8 @@ impl BuyerSession {
             CloseReason::PaymentProblem | CloseReason::SellerShutdown => CloseReason::BuyerDone,
             r => r,
         };
-        self.out.transmit(
-            Message::CloseRequest(CloseRequest {
-                channel_id: c.channel_id,
-                reason,
-            })
-            .encode(),
-        );
+        self.out
+            .transmit(self.close_request(c.channel_id, reason).encode());
     }
 
     fn start_close_action(&self) -> CloseAction {
@@ -876,11 +911,8 @@ impl BuyerSession {
         self.next_retransmit = now.saturating_add(self.config.retransmit);
         if let Some(c) = self.channel {
             self.out.transmit(
-                Message::CloseRequest(CloseRequest {
-                    channel_id: c.channel_id,
-                    reason: self.close_reason(),
-                })
-                .encode(),
+                self.close_request(c.channel_id, self.close_reason())
+                    .encode(),
             );
         }
     }
@@ -909,11 +941,8 @@ impl BuyerSession {
             }
         }
         self.out.transmit(
-            Message::CloseRequest(CloseRequest {
-                channel_id: c.channel_id,
-                reason: CloseReason::Pause,
-            })
-            .encode(),
+            self.close_request(c.channel_id, CloseReason::Pause)
+                .encode(),
         );
         self.pause_unacked = true;
         self.deadline = now.saturating_add(self.config.close_timeout);
@@ -944,11 +973,8 @@ impl BuyerSession {
         self.next_retransmit = now.saturating_add(self.config.retransmit);
         if let Some(c) = self.channel {
             self.out.transmit(
-                Message::CloseRequest(CloseRequest {
-                    channel_id: c.channel_id,
-                    reason: self.close_reason(),
-                })
-                .encode(),
+                self.close_request(c.channel_id, self.close_reason())
+                    .encode(),
             );
         }
     }
@@ -1021,6 +1047,8 @@ impl BuyerSession {
 
     fn on_usage(&mut self, u: Usage, now: Timestamp) -> Result<(), SessionError> {
         self.check_channel(u.channel_id)?;
+        let digest = eip712::usage_digest(&u, &self.domain);
+        self.check_seller_message("Usage", digest, &u.signature, u.run)?;
         if self.phase == Phase::Paused {
             // The pause acknowledgement: done once it holds the final voucher.
             if self.last_voucher.is_none_or(|v| u.paid >= v.amount) {

@@ -42,6 +42,17 @@ pub enum SessionError {
         /// The best amount held.
         best: U256,
     },
+    /// A message of another service run than the channel's current one (replayed, or reordered
+    /// behind a `Resume`): nothing changes.
+    #[error("{message} for run {got}, the channel is at run {current}: ignored as stale")]
+    StaleRun {
+        /// The message.
+        message: &'static str,
+        /// Its run.
+        got: u32,
+        /// The channel's current run.
+        current: u32,
+    },
     /// A signature did not verify.
     #[error("bad signature: {0}")]
     Signature(#[from] VerifyError),

@@ -183,6 +183,14 @@ pub enum SellerEvent {
         /// The voucher.
         voucher: SignedVoucher,
     },
+    /// The buyer started a unilateral close: call `submitVoucher` with this voucher (the best one
+    /// held) at once, before the challenge deadline; the close then pays out on `finalize`.
+    SubmitVoucher {
+        /// The voucher.
+        voucher: SignedVoucher,
+        /// Unix seconds from which the close can be finalized.
+        closes_at: u64,
+    },
     /// The session is over; drop it once the queues are drained.
     Ended {
         /// Why.

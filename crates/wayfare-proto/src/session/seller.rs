@@ -89,6 +89,8 @@ pub struct SellerSession {
     paused_at: Timestamp,
     /// Seconds billed in earlier service runs (before a pause).
     prior_seconds: u64,
+    /// The current service run: 0 for the first, +1 per accepted `Resume`.
+    run: u32,
     consent: Option<SignedCloseConsent>,
     end: Option<EndReason>,
     out: Outbox<SellerEvent>,
@@ -116,6 +118,7 @@ impl SellerSession {
             closing_deadline: Timestamp::default(),
             paused_at: Timestamp::default(),
             prior_seconds: 0,
+            run: 0,
             consent: None,
             end: None,
             out: Outbox::default(),
@@ -150,6 +153,7 @@ impl SellerSession {
         s.best = snapshot.best;
         s.end = snapshot.end;
         s.prior_seconds = snapshot.prior_seconds;
+        s.run = snapshot.run;
         s.last_arrival = now;
         s.closing_deadline = now.saturating_add(s.config.close_timeout);
         s.paused_at = now;
@@ -250,13 +254,27 @@ impl SellerSession {
                 self.persist();
                 Ok(())
             }
-            ChainEvent::CloseStarted { channel_id, .. } => {
+            ChainEvent::CloseStarted {
+                channel_id,
+                closes_at,
+            } => {
                 self.check_channel(channel_id)?;
-                // Watchtower: the buyer started a unilateral close; submit the best voucher now.
+                // Watchtower: the buyer started a unilateral close; submit the best voucher now
+                // (before the deadline; `finalize` pays it out).
+                if matches!(self.phase, Phase::Serving | Phase::Provisioning) {
+                    self.stop_service(EndReason::CloseStarted, now);
+                }
+                if let Some(best) = self.best.filter(|b| b.amount > U256::ZERO) {
+                    self.out.event(
+                        SellerEvent::SubmitVoucher {
+                            voucher: best,
+                            closes_at,
+                        },
+                        false,
+                    );
+                }
                 if self.phase != Phase::Ended {
-                    self.cut(EndReason::CloseStarted, now, false);
-                } else if let Some(best) = self.best {
-                    self.out.event(SellerEvent::Settle { voucher: best }, false);
+                    self.end(EndReason::CloseStarted);
                 }
                 Ok(())
             }
@@ -385,6 +403,7 @@ impl SellerSession {
             best: self.best,
             end: self.end,
             prior_seconds: self.prior_seconds,
+            run: self.run,
         })
     }
 
@@ -393,6 +412,11 @@ impl SellerSession {
     /// Whether the buyer is being served.
     pub fn is_serving(&self) -> bool {
         self.phase == Phase::Serving
+    }
+
+    /// Whether the channel is open on chain (a quoted session is not).
+    pub fn is_open(&self) -> bool {
+        self.channel.is_some()
     }
 
     /// Whether the buyer paused: service stopped, the channel kept open for a `Resume`.
@@ -513,13 +537,38 @@ impl SellerSession {
             .saturating_add(billed_seconds(self.service_start, now))
     }
 
+    /// The seller's meter report for the current run, signed by its signer.
     fn usage(&self, channel_id: B256, now: Timestamp) -> Usage {
-        Usage {
+        let mut u = Usage {
             channel_id,
+            run: self.run,
             bytes: self.meter_bytes,
             seconds: self.billed_seconds(now),
             paid: self.best_amount(),
+            signature: [0; 65],
+        };
+        u.signature = self
+            .params
+            .signer
+            .sign_digest(eip712::usage_digest(&u, &self.domain));
+        u
+    }
+
+    /// The current service run (0 for the first, +1 per accepted `Resume`).
+    pub fn run(&self) -> u32 {
+        self.run
+    }
+
+    /// Refuses a buyer message of another run than the current one.
+    fn check_run(&self, message: &'static str, got: u32) -> Result<(), SessionError> {
+        if got == self.run {
+            return Ok(());
         }
+        Err(SessionError::StaleRun {
+            message,
+            got,
+            current: self.run,
+        })
     }
 
     fn open_deadline(&self) -> Timestamp {
@@ -583,13 +632,15 @@ impl SellerSession {
         self.settle_best();
         if tell_buyer && let Some(c) = &self.channel {
             let close = CloseReason::from_end(reason);
-            self.out.transmit(
-                Message::CloseRequest(CloseRequest {
-                    channel_id: c.channel_id,
-                    reason: close,
-                })
-                .encode(),
-            );
+            let digest =
+                eip712::close_request_digest(c.channel_id, self.run, close as u8, &self.domain);
+            let close = CloseRequest {
+                channel_id: c.channel_id,
+                run: self.run,
+                reason: close,
+                signature: self.params.signer.sign_digest(digest),
+            };
+            self.out.transmit(Message::CloseRequest(close).encode());
         }
         self.end(reason);
     }
@@ -720,14 +771,22 @@ impl SellerSession {
 
     fn on_close_request(&mut self, c: CloseRequest, now: Timestamp) -> Result<(), SessionError> {
         self.check_channel(c.channel_id)?;
+        let Some(channel) = self.channel else {
+            return Err(self.unexpected("CloseRequest", self.phase));
+        };
+        let digest =
+            eip712::close_request_digest(c.channel_id, c.run, c.reason as u8, &self.domain);
+        eip712::verify_signer(digest, &c.signature, channel.voucher_signer)?;
+        // A request of an earlier run (replayed, or a late pause reordered behind the `Resume`)
+        // changes nothing.
+        self.check_run("CloseRequest", c.run)?;
         let pause = c.reason == CloseReason::Pause;
         match self.phase {
             Phase::Serving if pause => {
                 self.pause(c.channel_id, now);
                 return Ok(());
             }
-            // A buyer pauses a run only after that run's reveal, which leaves Provisioning: this
-            // is a late pause request of an earlier run (reordered behind the `Resume`).
+            // A buyer pauses a run only after that run's reveal, which leaves Provisioning.
             Phase::Provisioning if pause => return Ok(()),
             Phase::Paused if pause => {
                 // A retransmitted pause: acknowledge again.
@@ -791,9 +850,28 @@ impl SellerSession {
         let (Some(channel), Some(request)) = (&self.channel, &self.request) else {
             return Err(self.unexpected("Resume", self.phase));
         };
-        let digest =
-            eip712::resume_digest(r.channel_id, r.buyer_key, r.wireguard_key, &self.domain);
+        let digest = eip712::resume_digest(
+            r.channel_id,
+            r.run,
+            r.buyer_key,
+            r.wireguard_key,
+            &self.domain,
+        );
         eip712::verify_signer(digest, &r.signature, channel.voucher_signer)?;
+        // Paused at run n, only a resume for run n + 1 starts one; otherwise only the current
+        // run's resume again (a retransmission). Anything older is a replay.
+        let wanted = if self.phase == Phase::Paused {
+            self.run.saturating_add(1)
+        } else {
+            self.run
+        };
+        if r.run != wanted {
+            return Err(SessionError::StaleRun {
+                message: "Resume",
+                got: r.run,
+                current: self.run,
+            });
+        }
         if (request.service == Service::WireGuard) != r.wireguard_key.is_some() {
             return Err(DecodeError::BadValue {
                 field: "resume.wireguard_key",
@@ -811,6 +889,7 @@ impl SellerSession {
                 }
                 // The old reveal is sealed to the old key; `reveal()` seals a new one.
                 self.reveal = None;
+                self.run = r.run;
                 self.service_start = None;
                 self.service_end = None;
                 self.last_arrival = now;

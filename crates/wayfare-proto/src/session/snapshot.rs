@@ -7,7 +7,8 @@
 //!
 //! Version 2 adds the `Paused` phases and appends `prior_seconds` (a `u64`) after the last
 //! version-1 field. Version-1 bytes still decode (with `prior_seconds` = 0) and re-encode as
-//! version 2.
+//! version 2. Version 3 appends `run` (a `u32`, the channel's current service run); older bytes
+//! decode with `run` = 0.
 
 use alloy_primitives::{Address, B256, U256};
 
@@ -17,8 +18,8 @@ use crate::seal::RevealPayload;
 use crate::session::events::EndReason;
 use crate::types::Timestamp;
 
-/// Snapshot format version this build writes (it also reads version 1).
-pub const SNAPSHOT_VERSION: u8 = 2;
+/// Snapshot format version this build writes (it also reads versions 1 and 2).
+pub const SNAPSHOT_VERSION: u8 = 3;
 /// The oldest snapshot version this build still reads.
 const OLDEST_VERSION: u8 = 1;
 const SELLER_MAGIC: &[u8; 4] = b"WFSS";
@@ -99,6 +100,8 @@ pub struct SellerSnapshot {
     pub end: Option<EndReason>,
     /// Seconds billed in earlier service runs on this channel (before a pause); 0 in version 1.
     pub prior_seconds: u64,
+    /// The channel's current service run (0 for the first, +1 per resume); 0 before version 3.
+    pub run: u32,
 }
 
 /// A 32-byte secret whose `Debug` is redacted.
@@ -137,6 +140,8 @@ pub struct BuyerSnapshot {
     pub end: Option<EndReason>,
     /// Seconds billed in earlier service runs on this channel (before a pause); 0 in version 1.
     pub prior_seconds: u64,
+    /// The channel's current service run (0 for the first, +1 per resume); 0 before version 3.
+    pub run: u32,
 }
 
 fn bad(field: &'static str, reason: &'static str) -> DecodeError {
@@ -166,7 +171,7 @@ fn write_header(w: &mut Writer, magic: &[u8; 4]) {
     w.u8(SNAPSHOT_VERSION);
 }
 
-/// Reads the magic and the version (1 or 2), returning the version.
+/// Reads the magic and the version (1 to 3), returning the version.
 fn read_header(r: &mut Reader<'_>, magic: &[u8; 4]) -> Result<u8, DecodeError> {
     if &r.array::<4>("snapshot.magic")? != magic {
         return Err(bad(
@@ -190,6 +195,15 @@ fn read_prior_seconds(r: &mut Reader<'_>, version: u8) -> Result<u64, DecodeErro
         Ok(0)
     } else {
         r.u64("snapshot.prior_seconds")
+    }
+}
+
+/// `run`: absent (0) before version 3.
+fn read_run(r: &mut Reader<'_>, version: u8) -> Result<u32, DecodeError> {
+    if version < 3 {
+        Ok(0)
+    } else {
+        r.u32("snapshot.run")
     }
 }
 
@@ -225,6 +239,7 @@ impl WireFormat for SellerSnapshot {
         w.option(self.best.as_ref(), |w, v| v.write(w));
         write_end(w, self.end.as_ref());
         w.u64(self.prior_seconds);
+        w.u32(self.run);
     }
 
     fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
@@ -249,6 +264,7 @@ impl WireFormat for SellerSnapshot {
             best: r.option("snapshot.best", SignedVoucher::read)?,
             end: read_end(r)?,
             prior_seconds: read_prior_seconds(r, version)?,
+            run: read_run(r, version)?,
         };
         if matches!(
             phase,
@@ -290,6 +306,7 @@ impl WireFormat for BuyerSnapshot {
         w.option(self.last_voucher.as_ref(), |w, v| v.write(w));
         write_end(w, self.end.as_ref());
         w.u64(self.prior_seconds);
+        w.u32(self.run);
     }
 
     fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
@@ -315,6 +332,7 @@ impl WireFormat for BuyerSnapshot {
             last_voucher: r.option("snapshot.last_voucher", SignedVoucher::read)?,
             end: read_end(r)?,
             prior_seconds: read_prior_seconds(r, version)?,
+            run: read_run(r, version)?,
         };
         if matches!(
             phase,

@@ -273,6 +273,21 @@ impl FakeChain {
         self.close(v.channel_id, v.amount, now);
     }
 
+    fn submit_voucher(&mut self, v: SignedVoucher, now: u64) {
+        let ok = self.check_voucher(&v);
+        let Some(c) = self.channels.get_mut(&v.channel_id) else {
+            return;
+        };
+        match c.status {
+            ChannelStatus::Closing { closes_at } if ok && now < closes_at => {
+                c.best = c.best.max(v.amount);
+            }
+            _ => self
+                .rejected
+                .push("submitVoucher: not closing, past the deadline or bad voucher".into()),
+        }
+    }
+
     fn cooperative_close(&mut self, v: SignedVoucher, c: SignedCloseConsent, now: u64) {
         let consent_ok = eip712::recover_signer(
             eip712::close_consent_digest(c.channel_id, c.amount, &self.domain),
@@ -379,6 +394,8 @@ pub struct Log {
     pub leave: Option<(u64, EndReason, CloseAction)>,
     pub paused: Vec<(u64, B256)>,
     pub settles: Vec<SignedVoucher>,
+    /// Vouchers the seller submitted to a closing channel (watchtower).
+    pub submitted: Vec<SignedVoucher>,
     pub top_ups: u32,
     pub vouchers_signed: Vec<U256>,
     pub last_voucher_arrival: Option<u64>,
@@ -594,6 +611,10 @@ impl World {
             SellerEvent::Settle { voucher } => {
                 self.log.settles.push(voucher);
                 self.chain.settle(voucher, self.now);
+            }
+            SellerEvent::SubmitVoucher { voucher, .. } => {
+                self.log.submitted.push(voucher);
+                self.chain.submit_voucher(voucher, self.now);
             }
             SellerEvent::Ended { .. } => {}
         }
