@@ -613,9 +613,26 @@ fn d_seller_back_before_the_deadline_is_paid() {
             w.buyer_channel().filter(|c| c["state"] == "closing")
         })
         .unwrap_or_else(|e| panic!("{e}\n{}", w.logs()));
-    // Back before the deadline, the seller submits the voucher it had persisted.
+    // Back before the deadline, the seller submits the voucher it had persisted (watchtower:
+    // `submitVoucher` at once, recorded on chain as the channel's best).
     w.net.restart(&mut seller).expect("restart the seller");
     w.sellers.push(seller);
+    let recorded = w
+        .net
+        .wait_for(
+            "the seller's voucher on chain",
+            Duration::from_secs(30),
+            || {
+                w.net
+                    .chain(move |c| async move { c.channel(id).await.map(|ch| ch.best) })
+                    .ok()
+                    .filter(|best| *best >= held)
+            },
+        )
+        .unwrap_or_else(|e| panic!("{e}\n{}", w.logs()));
+    assert!(recorded >= held);
+    // After the challenge period, finalize pays the recorded voucher out.
+    w.net.time_travel(61).unwrap();
     let (to_seller, _) = w.wait_closed(id, Duration::from_secs(30));
     assert!(
         to_seller >= held,
@@ -813,6 +830,27 @@ fn g_seller_settles_at_its_threshold() {
     );
     let s = w.seller_session(id);
     assert_eq!(s["end_reason"], "SellerClosed", "{s}");
+    // The seller's signed CloseRequest reaches the buyer: it stops paying, takes its proxy down
+    // and records why, within the 10 s the cut's settle takes at most (before proto v2 the buyer's node routed it to a seller role and refused).
+    let ended = w
+        .net
+        .wait_for(
+            "the buyer to learn of the seller's cut",
+            Duration::from_secs(10),
+            || {
+                let st = w.net.cli_json(&w.buyer, &["status"]).ok()?;
+                st["sessions"]
+                    .as_array()?
+                    .iter()
+                    .find(|s| {
+                        s["channel_id"] == id.to_string() && s["end_reason"] == "SellerClosed"
+                    })
+                    .cloned()
+            },
+        )
+        .unwrap_or_else(|e| panic!("{e}\n{}", w.logs()));
+    // (Without it the buyer would end only on the chain's ChannelClosed, for that reason.)
+    assert_eq!(ended["live"], false, "{ended}");
 }
 
 /// A seller that never reveals (it can't see the chain, so it never sees the channel open): the

@@ -36,6 +36,7 @@ use crate::{
     },
     config::{BuyerConfig, ServiceName},
     error::NodeError,
+    inbound::{RefusalKind, Refused},
     node::{Shared, new_session_id, now, parse_wei, service_name, unix_now},
     quality::{self, Measurements},
     store::{ChannelRow, SessionRow},
@@ -620,26 +621,54 @@ impl BuyerRole {
         Ok(())
     }
 
-    /// A message the seller pushed (Reveal, Usage, CloseConsent…).
+    /// Whether a session of this role is on `channel`.
+    pub fn has_channel(&self, channel: B256) -> bool {
+        self.by_channel.contains_key(&channel)
+    }
+
+    /// A message the seller pushed (Reveal, Usage, CloseRequest, CloseConsent). From a peer other
+    /// than the session's seller only the seller-signed ones are tried (the session checks the
+    /// signature against the seller's registered signer); a reveal must come from the seller's
+    /// own peer.
     pub fn on_request(
         &mut self,
         shared: &mut Shared,
-        _peer: PeerId,
+        peer: PeerId,
         message: Message,
-    ) -> Result<Option<Vec<u8>>, String> {
+    ) -> Result<Option<Vec<u8>>, Refused> {
         let channel = match &message {
             Message::Reveal(r) => r.channel_id,
             Message::Usage(u) => u.channel_id,
             Message::CloseConsent(c) => c.channel_id,
-            other => return Err(format!("a buyer does not take {} unasked", other.name())),
+            Message::CloseRequest(c) => c.channel_id,
+            other => {
+                return Err(Refused::new(
+                    RefusalKind::BadRequest,
+                    format!("a buyer does not take {} unasked", other.name()),
+                ));
+            }
         };
         let id = self
             .by_channel
             .get(&channel)
             .cloned()
-            .ok_or_else(|| format!("no session for channel {channel}"))?;
-        let entry = self.sessions.get_mut(&id).ok_or("session gone")?;
+            .ok_or_else(|| Refused::unknown(channel))?;
+        let entry = self
+            .sessions
+            .get_mut(&id)
+            .ok_or_else(|| Refused::new(RefusalKind::UnknownSession, "session gone"))?;
+        let stranger = entry.peer != peer;
+        if stranger && matches!(message, Message::Reveal(_)) {
+            return Err(Refused::new(
+                RefusalKind::NotYourSession,
+                "a reveal comes from the seller's own peer only",
+            ));
+        }
         if let Err(e) = entry.session.handle_message(message, now()) {
+            let kind = RefusalKind::of_session_error(&e);
+            if stranger || kind == RefusalKind::BadSignature {
+                return Err(Refused::new(kind, e.to_string()));
+            }
             entry.last_error = Some(e.to_string());
         }
         let mut first = None;

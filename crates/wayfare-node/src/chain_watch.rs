@@ -12,8 +12,24 @@ use crate::node::Internal;
 
 /// Reads events from `from` on and sends them as [`Internal::Log`], then
 /// [`Internal::ChainHead`] after each batch. Ends when the node is gone.
-pub async fn watch(client: MarketClient, from: u64, poll: Duration, tx: mpsc::Sender<Internal>) {
+///
+/// * Only blocks `confirmations` deep are read (1: the head block itself), so a `ChannelOpened`
+///   is acted on (and a reveal sent) only once it is that deep.
+/// * Each `ChannelOpened` is checked against the channel as the chain holds it at that depth
+///   (its voucher signer is read from the `channel(id)` view): a channel the chain does not hold
+///   (a reorg removed it) is skipped with a warning, never revealed for.
+/// * A read that fails stops the batch at that event: the cursor ([`Internal::ChainHead`]) never
+///   passes an event that was not delivered, and the next pass starts again from it (events
+///   already delivered are not delivered twice).
+pub async fn watch(
+    client: MarketClient,
+    from: u64,
+    confirmations: u64,
+    poll: Duration,
+    tx: mpsc::Sender<Internal>,
+) {
     let mut next = from;
+    let mut delivered: Option<(u64, u64)> = None;
     let mut down = false;
     loop {
         let head = match tokio::time::timeout(CALL_TIMEOUT, client.head())
@@ -37,23 +53,28 @@ pub async fn watch(client: MarketClient, from: u64, poll: Duration, tx: mpsc::Se
             tracing::info!("chain reachable again");
             down = false;
         }
-        if head >= next {
-            match tokio::time::timeout(CALL_TIMEOUT, client.events_between(next, head))
+        let safe = confirmed_head(head, confirmations);
+        if let Some(safe) = safe.filter(|s| *s >= next) {
+            match tokio::time::timeout(CALL_TIMEOUT, client.events_between(next, safe))
                 .await
                 .unwrap_or_else(|_| Err(timed_out(&client)))
             {
-                Ok(logs) => {
-                    for log in logs {
-                        let signer = voucher_signer(&client, &log).await;
-                        if tx.send(Internal::Log(Box::new(log), signer)).await.is_err() {
+                Ok(logs) => match deliver(&client, logs, &mut delivered, &tx).await {
+                    Delivery::All => {
+                        next = safe + 1;
+                        if tx.send(Internal::ChainHead(safe)).await.is_err() {
                             return;
                         }
                     }
-                    next = head + 1;
-                    if tx.send(Internal::ChainHead(head)).await.is_err() {
-                        return;
+                    Delivery::StoppedAt(block) => {
+                        // Everything below `block` was handled; retry from it.
+                        next = block;
+                        if block > 0 && tx.send(Internal::ChainHead(block - 1)).await.is_err() {
+                            return;
+                        }
                     }
-                }
+                    Delivery::NodeGone => return,
+                },
                 Err(e) => {
                     if tx.send(Internal::ChainDown(e.to_string())).await.is_err() {
                         return;
@@ -65,30 +86,79 @@ pub async fn watch(client: MarketClient, from: u64, poll: Duration, tx: mpsc::Se
     }
 }
 
-/// How long one read may take before the chain counts as down.
-const CALL_TIMEOUT: Duration = Duration::from_secs(10);
-
-fn timed_out(client: &MarketClient) -> wayfare_chain::ChainError {
-    wayfare_chain::ChainError::unreachable(client.rpc_url(), "no answer within 10 s")
+/// The newest block at least `confirmations` deep (`confirmations` 0 counts as 1), if any.
+pub fn confirmed_head(head: u64, confirmations: u64) -> Option<u64> {
+    head.checked_sub(confirmations.max(1) - 1)
 }
 
-async fn voucher_signer(client: &MarketClient, log: &MarketLog) -> Option<Address> {
+enum Delivery {
+    All,
+    StoppedAt(u64),
+    NodeGone,
+}
+
+/// Sends `logs` (chain order) to the node, skipping those up to `delivered` (already sent on an
+/// earlier pass). Stops at the first `ChannelOpened` whose channel can't be read.
+async fn deliver(
+    client: &MarketClient,
+    logs: Vec<MarketLog>,
+    delivered: &mut Option<(u64, u64)>,
+    tx: &mpsc::Sender<Internal>,
+) -> Delivery {
+    for log in logs {
+        let at = (log.block, log.log_index);
+        if delivered.is_some_and(|d| at <= d) {
+            continue;
+        }
+        let signer = match opened_signer(client, &log).await {
+            Ok(s) => s,
+            Err(()) => return Delivery::StoppedAt(log.block),
+        };
+        let skip = matches!(log.event, WayfareMarketEvents::ChannelOpened(_)) && signer.is_none();
+        if !skip && tx.send(Internal::Log(Box::new(log), signer)).await.is_err() {
+            return Delivery::NodeGone;
+        }
+        *delivered = Some(at);
+    }
+    Delivery::All
+}
+
+/// For a `ChannelOpened`: the channel's voucher signer, read back from the chain, or `None` when
+/// the chain holds no such channel (reorged away: skipped). `Err` when the read failed (retry).
+async fn opened_signer(client: &MarketClient, log: &MarketLog) -> Result<Option<Address>, ()> {
     let WayfareMarketEvents::ChannelOpened(ev) = &log.event else {
-        return None;
+        return Ok(None);
     };
-    for attempt in 0..5u32 {
+    for attempt in 0..3u32 {
         match tokio::time::timeout(CALL_TIMEOUT, client.channel(ev.id))
             .await
             .unwrap_or_else(|_| Err(timed_out(client)))
         {
-            Ok(c) => return Some(c.voucherSigner),
+            Ok(c)
+                if c.voucherSigner == Address::ZERO
+                    || c.seller != ev.seller
+                    || c.buyer != ev.buyer =>
+            {
+                tracing::warn!(channel = %ev.id, block = log.block,
+                    "ChannelOpened for a channel the chain does not hold (reorged away?): skipped, nothing revealed");
+                return Ok(None);
+            }
+            Ok(c) => return Ok(Some(c.voucherSigner)),
             Err(e) => {
                 tracing::warn!(channel = %ev.id, attempt, error = %e, "reading the channel's voucher signer");
                 tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
             }
         }
     }
-    None
+    tracing::warn!(channel = %ev.id, "channel unreadable: the event is retried on the next pass");
+    Err(())
+}
+
+/// How long one read may take before the chain counts as down.
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn timed_out(client: &MarketClient) -> wayfare_chain::ChainError {
+    wayfare_chain::ChainError::unreachable(client.rpc_url(), "no answer within 10 s")
 }
 
 /// The reputation index: reads market events from `from` on in bounded windows and sends each
@@ -240,7 +310,18 @@ fn index_range(
 
 #[cfg(test)]
 mod tests {
-    use super::{index_range, split_window};
+    use super::{confirmed_head, index_range, split_window};
+
+    #[test]
+    fn only_blocks_deep_enough_are_read() {
+        // 1 confirmation: the head block itself.
+        assert_eq!(confirmed_head(100, 1), Some(100));
+        assert_eq!(confirmed_head(100, 0), Some(100));
+        // 3: two blocks on top.
+        assert_eq!(confirmed_head(100, 3), Some(98));
+        // A chain shorter than the depth: nothing yet.
+        assert_eq!(confirmed_head(1, 3), None);
+    }
 
     #[test]
     fn a_busy_window_is_cut_between_blocks_without_gaps() {

@@ -14,6 +14,8 @@
 //! start_block = 0                         # first block to read market events from
 //! poll_ms = 500
 //! reorg_depth = 12                        # blocks the reputation index re-reads near the head
+//! confirmations = 3                       # how deep an event must be before the node acts on it
+//!                                         # (1 = in the head block): a seller reveals only then
 //!
 //! [p2p]
 //! listen = ["/ip4/0.0.0.0/tcp/0"]
@@ -160,6 +162,14 @@ pub struct ChainConfig {
     /// Blocks the reputation index re-reads below where it stopped, to see reorgs.
     #[serde(default = "default_reorg_depth")]
     pub reorg_depth: u64,
+    /// How many blocks deep (1 = the head block) a market event must be before the node acts on
+    /// it: the seller reveals only for a `ChannelOpened` this deep. At least 1.
+    #[serde(default = "default_confirmations")]
+    pub confirmations: u64,
+}
+
+fn default_confirmations() -> u64 {
+    3
 }
 
 fn default_reorg_depth() -> u64 {
@@ -514,6 +524,12 @@ impl NodeConfig {
                 "[api] listen = {} is not a loopback address: the API moves money, keep it on 127.0.0.1",
                 self.api.listen
             )));
+        }
+        if self.chain.confirmations == 0 {
+            return Err(ConfigError::Invalid(
+                "[chain] confirmations must be at least 1 (1 = the head block; 3 by default)"
+                    .into(),
+            ));
         }
         if let Some(s) = &self.seller {
             if s.payment_interval == 0 {

@@ -225,6 +225,7 @@ pub async fn run(
     tokio::spawn(chain_watch::watch(
         view,
         next_block,
+        cfg.chain.confirmations,
         Duration::from_millis(cfg.chain.poll_ms),
         internal_tx,
     ));

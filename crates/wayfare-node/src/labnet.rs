@@ -351,7 +351,7 @@ impl LabNet {
 
     fn common_config(&self, data_dir: &Path, api: SocketAddr, p2p_port: u16) -> String {
         format!(
-            "data_dir = {data:?}\n\n[api]\nlisten = \"{api}\"\n\n[chain]\nrpc_url = \"{rpc}\"\nmarket = \"{market}\"\nchain_id = {chain}\npassword_file = {pw:?}\nstart_block = {start}\npoll_ms = {poll}\n\n[p2p]\nlisten = [\"/ip4/0.0.0.0/tcp/{p2p_port}\"]\n",
+            "data_dir = {data:?}\n\n[api]\nlisten = \"{api}\"\n\n[chain]\nrpc_url = \"{rpc}\"\nmarket = \"{market}\"\nchain_id = {chain}\npassword_file = {pw:?}\nstart_block = {start}\npoll_ms = {poll}\nconfirmations = 1\n\n[p2p]\nlisten = [\"/ip4/0.0.0.0/tcp/{p2p_port}\"]\n",
             data = data_dir.display().to_string(),
             rpc = self.rpc_url(),
             market = self.info.market,

@@ -4,6 +4,7 @@
 //! ```text
 //!  daemon      config, keys, chain, p2p, roles, API; runs the node actor
 //!  node        the actor: owns every session; persist before acknowledging
+//!  inbound     every peer message: route to a role, typed refusal, counted, logged once a peer
 //!  seller      announce, quote, provision on ChannelOpened, check vouchers, settle, watchtower
 //!  buyer       pick an offer, open, reveal -> tunnel, pay every interval, leave and close
 //!  actions     durable one-shot chain actions (open, settle, closes, finalize, top-up)
@@ -24,6 +25,7 @@ pub mod chain_watch;
 pub mod config;
 pub mod daemon;
 pub mod error;
+pub mod inbound;
 pub mod indexer;
 pub mod labnet;
 pub mod metrics;

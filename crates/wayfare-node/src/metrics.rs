@@ -12,6 +12,8 @@ pub struct Metrics {
     persist_failures: AtomicU64,
     txs: AtomicU64,
     tx_failures: AtomicU64,
+    /// Refused peer messages, by reason (and the once-per-peer log).
+    pub refused: crate::inbound::RefusalLog,
 }
 
 impl Metrics {
@@ -88,6 +90,7 @@ impl Metrics {
                 v.load(Relaxed)
             ));
         }
+        out.push_str(&self.refused.render());
         for (name, help, v) in gauges {
             out.push_str(&format!(
                 "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}\n"

@@ -298,7 +298,8 @@ impl Node {
 
     fn route_action(&mut self, row: ActionRow, session: Option<String>) {
         let seller_side = matches!(row.kind.as_str(), "settle" | "submit_voucher")
-            || (row.kind == "rate" && row.payload["side"] == "seller");
+            || (matches!(row.kind.as_str(), "rate" | "finalize")
+                && row.payload["side"] == "seller");
         let client = if seller_side {
             self.seller.as_ref().map(|s| s.client.clone())
         } else {
@@ -361,26 +362,32 @@ impl Node {
                 responder,
             } => {
                 self.shared.metrics.message_in();
-                let reply = match &message {
-                    Message::QuoteRequest(_)
-                    | Message::Opened(_)
-                    | Message::Resume(_)
-                    | Message::Voucher(_)
-                    | Message::CloseRequest(_) => match &mut self.seller {
+                let name = message.name();
+                let seller = &self.seller;
+                let buyer = &self.buyer;
+                let target = crate::inbound::route(
+                    &message,
+                    |c| seller.as_ref().is_some_and(|s| s.has_channel(c)),
+                    |c| buyer.as_ref().is_some_and(|b| b.has_channel(c)),
+                );
+                let reply = match target {
+                    Ok(crate::inbound::Route::Seller) => match &mut self.seller {
                         Some(s) => {
                             s.on_request(&mut self.shared, &self.indexer.ledger, peer, message)
                         }
-                        None => Err("this node does not sell".into()),
+                        None => Err(crate::inbound::Refused::new(
+                            crate::inbound::RefusalKind::BadRequest,
+                            "this node does not sell",
+                        )),
                     },
-                    Message::Reveal(_)
-                    | Message::Usage(_)
-                    | Message::CloseConsent(_)
-                    | Message::Quote(_)
-                    | Message::Refusal(_) => match &mut self.buyer {
+                    Ok(crate::inbound::Route::Buyer) => match &mut self.buyer {
                         Some(b) => b.on_request(&mut self.shared, peer, message),
-                        None => Err("this node does not buy".into()),
+                        None => Err(crate::inbound::Refused::new(
+                            crate::inbound::RefusalKind::BadRequest,
+                            "this node does not buy",
+                        )),
                     },
-                    Message::Announcement(_) => Err("announcements go on the gossip topic".into()),
+                    Err(r) => Err(r),
                 };
                 let sent = match reply {
                     Ok(Some(bytes)) => match Message::decode(&bytes) {
@@ -388,12 +395,9 @@ impl Node {
                         Err(_) => responder.ack(),
                     },
                     Ok(None) => responder.ack(),
-                    Err(why) => {
-                        tracing::debug!(%peer, %why, "request refused");
-                        responder.respond(&Message::Refusal(wayfare_proto::messages::Refusal {
-                            reason: wayfare_proto::messages::RefusalReason::BadRequest,
-                            detail: why.chars().take(200).collect(),
-                        }))
+                    Err(refused) => {
+                        self.shared.metrics.refused.record(&peer, name, &refused);
+                        responder.respond(&refused.message())
                     }
                 };
                 if let Err(e) = sent {

@@ -33,12 +33,30 @@ use crate::{
     api_types::{SellerStatus, SessionView},
     config::SellerConfig,
     error::NodeError,
+    inbound::{RefusalKind, Refused},
     node::{Shared, new_session_id, now, service_name, unix_now},
     store::{ChannelRow, SessionRow},
 };
 
 /// How long an announcement is valid; republished every third of it.
 const ANNOUNCEMENT_TTL: u64 = 120;
+/// Most quoted sessions (waiting for their channel) one peer may hold.
+pub const MAX_PENDING_PER_PEER: usize = 4;
+/// Most quoted sessions in all: past it new quote requests are refused until some expire.
+pub const MAX_PENDING_TOTAL: usize = 256;
+
+/// Whether a message from a peer other than the session's may be tried: only one that carries a
+/// signature of the channel's voucher signer and is new to the session (a voucher above the
+/// best held; a resume or close request, whose signature and run the session checks).
+fn proves_itself(session: &SellerSession, message: &Message) -> bool {
+    match message {
+        Message::Voucher(v) => {
+            session.is_open() && session.best_voucher().is_none_or(|b| v.amount > b.amount)
+        }
+        Message::Resume(_) | Message::CloseRequest(_) => session.is_open(),
+        _ => false,
+    }
+}
 
 struct Entry {
     session: SellerSession,
@@ -247,33 +265,28 @@ impl SellerRole {
         Ok(())
     }
 
-    /// A request from a buyer. Returns the first message to answer with.
+    /// Whether a session of this role has (or was quoted for) `channel`.
+    pub fn has_channel(&self, channel: B256) -> bool {
+        self.by_channel.contains_key(&channel)
+    }
+
+    /// A request from a buyer. Returns the first message to answer with, or the refusal. A
+    /// session answers only its own peer, or a peer that proves itself with a new signed message
+    /// (see [`crate::inbound`]).
     pub fn on_request(
         &mut self,
         shared: &mut Shared,
         ledger: &crate::reputation::Ledger,
         peer: PeerId,
         message: Message,
-    ) -> Result<Option<Vec<u8>>, String> {
+    ) -> Result<Option<Vec<u8>>, Refused> {
         let now = now();
         let id = match &message {
             Message::QuoteRequest(req) => {
-                if self.cfg.min_buyer_score > 0.0 {
-                    let score =
-                        ledger.buyer_score(&req.buyer, &crate::reputation::ScoreParams::default());
-                    tracing::debug!(buyer = %req.buyer, score, stats = ?ledger.buyer_stats(&req.buyer), events = ledger.len(), "buyer score");
-                    if score < self.cfg.min_buyer_score {
-                        tracing::info!(buyer = %req.buyer, score, min = self.cfg.min_buyer_score, "buyer refused: score below the minimum");
-                        let refusal = wayfare_proto::messages::Refusal {
-                            reason: wayfare_proto::messages::RefusalReason::Unavailable,
-                            detail: format!(
-                                "buyer score {score:.3} is below this seller's minimum {:.3}",
-                                self.cfg.min_buyer_score
-                            ),
-                        };
-                        return Ok(Some(Message::Refusal(refusal).encode()));
-                    }
+                if let Some(refusal) = self.below_min_score(ledger, &req.buyer) {
+                    return Ok(Some(Message::Refusal(refusal).encode()));
                 }
+                self.check_pending(&peer)?;
                 let id = new_session_id();
                 let session = SellerSession::new(self.params(shared), self.session_cfg.clone());
                 let out = shared.spawn_sender(peer, id.clone());
@@ -298,16 +311,37 @@ impl SellerRole {
             Message::Resume(r) => self.by_channel(r.channel_id)?,
             Message::Voucher(v) => self.by_channel(v.channel_id)?,
             Message::CloseRequest(c) => self.by_channel(c.channel_id)?,
-            other => return Err(format!("a seller does not take {}", other.name())),
+            other => {
+                return Err(Refused::new(
+                    RefusalKind::BadRequest,
+                    format!("a seller does not take {}", other.name()),
+                ));
+            }
         };
         let entry = self
             .sessions
             .get_mut(&id)
-            .ok_or_else(|| "session gone".to_string())?;
-        entry.peer = peer;
+            .ok_or_else(|| Refused::new(RefusalKind::UnknownSession, "session gone"))?;
+        let stranger = entry.peer != peer;
+        if stranger && !proves_itself(&entry.session, &message) {
+            return Err(Refused::new(
+                RefusalKind::NotYourSession,
+                "this channel's session belongs to another peer",
+            ));
+        }
         if let Err(e) = entry.session.handle_message(message, now) {
+            let kind = RefusalKind::of_session_error(&e);
+            if stranger || kind == RefusalKind::BadSignature {
+                return Err(Refused::new(kind, e.to_string()));
+            }
+            // The session's own peer: a reordered or repeated message, noted and acknowledged.
             tracing::debug!(session = %id, error = %e, "message refused by the session");
             entry.last_error = Some(e.to_string());
+        } else if stranger {
+            // A new message signed by the channel's voucher signer: the buyer moved.
+            tracing::info!(session = %id, old = %entry.peer, new = %peer, "buyer proved itself from a new peer id: session re-bound");
+            entry.peer = peer;
+            entry.out = shared.spawn_sender(peer, id.clone());
         }
         if let Some(c) = entry.session.channel_id() {
             self.by_channel.entry(c).or_insert_with(|| id.clone());
@@ -317,11 +351,58 @@ impl SellerRole {
         Ok(first)
     }
 
-    fn by_channel(&self, c: B256) -> Result<String, String> {
+    /// The refusal for a buyer under `[seller] min_buyer_score`, if it is.
+    fn below_min_score(
+        &self,
+        ledger: &crate::reputation::Ledger,
+        buyer: &Address,
+    ) -> Option<wayfare_proto::messages::Refusal> {
+        if self.cfg.min_buyer_score <= 0.0 {
+            return None;
+        }
+        let score = ledger.buyer_score(buyer, &crate::reputation::ScoreParams::default());
+        tracing::debug!(%buyer, score, stats = ?ledger.buyer_stats(buyer), events = ledger.len(), "buyer score");
+        if score >= self.cfg.min_buyer_score {
+            return None;
+        }
+        tracing::info!(%buyer, score, min = self.cfg.min_buyer_score, "buyer refused: score below the minimum");
+        Some(wayfare_proto::messages::Refusal {
+            reason: wayfare_proto::messages::RefusalReason::Unavailable,
+            detail: format!(
+                "buyer score {score:.3} is below this seller's minimum {:.3}",
+                self.cfg.min_buyer_score
+            ),
+        })
+    }
+
+    /// Refuses a new quote when too many sessions wait for a channel, from `peer` or in all.
+    fn check_pending(&self, peer: &PeerId) -> Result<(), Refused> {
+        let pending = self.sessions.values().filter(|e| !e.session.is_open());
+        let (mut total, mut ours) = (0usize, 0usize);
+        for e in pending {
+            total += 1;
+            ours += usize::from(e.peer == *peer);
+        }
+        if ours >= MAX_PENDING_PER_PEER {
+            return Err(Refused::new(
+                RefusalKind::TooManyPending,
+                format!("{ours} quotes of yours wait for a channel: open one or let them expire"),
+            ));
+        }
+        if total >= MAX_PENDING_TOTAL {
+            return Err(Refused::new(
+                RefusalKind::TooManyPending,
+                "this seller has too many quotes waiting for a channel: try again in a few minutes",
+            ));
+        }
+        Ok(())
+    }
+
+    fn by_channel(&self, c: B256) -> Result<String, Refused> {
         self.by_channel
             .get(&c)
             .cloned()
-            .ok_or_else(|| format!("no session for channel {c}"))
+            .ok_or_else(|| Refused::unknown(c))
     }
 
     /// The answer to a message this seller pushed (Reveal, Usage, CloseConsent…).
@@ -382,7 +463,17 @@ impl SellerRole {
         }
         let ended = self.sessions.get(id).is_some_and(|e| e.session.is_ended());
         if ended && let Some(e) = self.sessions.remove(id) {
-            tracing::info!(session = id, reason = ?e.session.end_reason(), "seller session over");
+            // Chain events of its channel go to the store (watchtower) from now on.
+            if let Some(c) = e.session.channel_id()
+                && self.by_channel.get(&c).is_some_and(|s| s == id)
+            {
+                self.by_channel.remove(&c);
+            }
+            if e.session.is_open() {
+                tracing::info!(session = id, reason = ?e.session.end_reason(), "seller session over");
+            } else {
+                tracing::debug!(session = id, reason = ?e.session.end_reason(), "quote expired or refused");
+            }
         }
     }
 
@@ -393,6 +484,11 @@ impl SellerRole {
                 let Some(entry) = self.sessions.get_mut(id) else {
                     return;
                 };
+                // A quote costs the seller no disk write: anyone may ask for one. The session is
+                // stored from its channel's opening on (a restart loses only unopened quotes).
+                if snap.phase == wayfare_proto::session::SellerPhase::Quoted {
+                    return;
+                }
                 let channel_id = entry.session.channel_id();
                 let row = SessionRow {
                     id: id.to_string(),
@@ -502,6 +598,17 @@ impl SellerRole {
                 ) {
                     tracing::error!(session = id, error = %e, "could not record the settle action");
                 }
+            }
+            SellerEvent::SubmitVoucher { voucher, closes_at } => {
+                let client = self.client.clone();
+                watchtower(
+                    shared,
+                    &client,
+                    voucher.channel_id,
+                    voucher.amount,
+                    &voucher.signature,
+                    closes_at,
+                );
             }
             SellerEvent::Ended { reason } => {
                 tracing::info!(session = id, ?reason, "seller session ended");
@@ -643,7 +750,11 @@ impl SellerRole {
             self.drain(shared, &id, None);
             return;
         }
-        if let E::CloseStarted { channel_id, .. } = ev {
+        if let E::CloseStarted {
+            channel_id,
+            closes_at,
+        } = ev
+        {
             let best = shared
                 .with_store(|s| s.best_voucher(*channel_id))
                 .ok()
@@ -654,15 +765,8 @@ impl SellerRole {
                 .flatten()
                 .is_some_and(|c| c.role == "seller");
             if ours && let Some((amount, sig)) = best {
-                tracing::info!(channel = %channel_id, %amount, "buyer started a close: settling with the best voucher (watchtower)");
                 let client = self.client.clone();
-                let _ = shared.add_action(
-                    &client,
-                    *channel_id,
-                    "settle",
-                    actions::voucher_payload(amount, &sig),
-                    None,
-                );
+                watchtower(shared, &client, *channel_id, amount, &sig, *closes_at);
             }
         }
     }
@@ -967,6 +1071,37 @@ impl SellerRole {
             unsettled_wei: unsettled.to_string(),
             withdrawable_wei: withdrawable.map(|w| w.to_string()),
         })
+    }
+}
+
+/// The watchtower's answer to a buyer's `startClose`: record the best voucher on chain at once
+/// (`submitVoucher`, valid until `closes_at`), then `finalize` once the challenge period is over
+/// (the buyer usually finalizes first; the seller's then reverts, which changes nothing).
+fn watchtower(
+    shared: &mut Shared,
+    client: &MarketClient,
+    channel: B256,
+    amount: U256,
+    sig: &[u8],
+    closes_at: u64,
+) {
+    tracing::info!(%channel, %amount, closes_at, "buyer started a close: submitting the best voucher (watchtower)");
+    let submit = shared.add_action(
+        client,
+        channel,
+        "submit_voucher",
+        actions::voucher_payload(amount, sig),
+        None,
+    );
+    let finalize = shared.add_action(
+        client,
+        channel,
+        "finalize",
+        serde_json::json!({ "not_before": closes_at, "side": "seller" }),
+        None,
+    );
+    if let Err(e) = submit.and(finalize) {
+        tracing::error!(%channel, error = %e, "could not record the watchtower's actions");
     }
 }
 
