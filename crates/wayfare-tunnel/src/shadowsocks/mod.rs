@@ -14,10 +14,13 @@ mod credentials;
 mod legacy;
 mod seller;
 mod server;
+mod replay;
 mod server_udp;
 mod socks5;
 
 pub use buyer::{Buyer, BuyerConfig};
 pub use credentials::{CIPHER_2022, CIPHER_LEGACY, ClientConfig, SessionKey};
 pub use legacy::LegacySeller;
+pub use replay::{PacketWindow, WINDOW_BITS};
 pub use seller::{Seller, SellerConfig};
+pub use server::DEFAULT_UDP_ASSOC_CAP;

@@ -17,7 +17,7 @@ use tracing::info;
 
 use super::{
     CIPHER_2022, ClientConfig, SessionKey,
-    server::{Auth, PortServer, Session, lock},
+    server::{Auth, DEFAULT_UDP_ASSOC_CAP, PortServer, Session, lock},
 };
 use crate::{ExitPolicy, Meter, MeterSnapshot, TunnelError};
 
@@ -32,6 +32,8 @@ pub struct SellerConfig {
     pub exit_policy: ExitPolicy,
     /// The port's identity key (iPSK); a fresh one when `None`.
     pub identity_key: Option<SessionKey>,
+    /// Most UDP associations (client address + client session id) one session may hold.
+    pub max_udp_assocs_per_session: usize,
 }
 
 impl SellerConfig {
@@ -42,6 +44,7 @@ impl SellerConfig {
             public_addr: None,
             exit_policy: ExitPolicy::new(),
             identity_key: None,
+            max_udp_assocs_per_session: DEFAULT_UDP_ASSOC_CAP,
         }
     }
 }
@@ -69,7 +72,8 @@ impl Seller {
                 users: ArcSwap::from_pointee(ServerUserManager::new()),
                 sessions: Mutex::new(HashMap::new()),
             },
-            policy: cfg.exit_policy,
+            policy: cfg.exit_policy.guarding_this_host(),
+            udp_assoc_cap: cfg.max_udp_assocs_per_session.max(1),
             shutdown: CancellationToken::new(),
         });
         server.spawn(tcp, udp);
@@ -114,11 +118,7 @@ impl Seller {
                     "this user key is already in use".into(),
                 ));
             }
-            let session = Arc::new(Session {
-                id: id.to_owned(),
-                meter: Meter::new(),
-                cancel: self.server.shutdown.child_token(),
-            });
+            let session = Arc::new(Session::new(id, self.server.shutdown.child_token()));
             table.insert(key.clone(), (session, ServerUser::new(id, key.clone())));
         }
         ids.insert(id.to_owned(), key);
