@@ -17,6 +17,9 @@ pub const REFRESH_EVERY: Duration = Duration::from_secs(1);
 #[derive(Clone, Debug, Default)]
 pub struct LocalAddrs {
     set: Arc<ArcSwap<Vec<IpAddr>>>,
+    /// Addresses that are the seller's without being on an interface (a public address
+    /// behind 1:1 NAT): kept across refreshes.
+    pinned: Arc<ArcSwap<Vec<IpAddr>>>,
 }
 
 impl LocalAddrs {
@@ -29,9 +32,19 @@ impl LocalAddrs {
 
     /// A fixed set (tests).
     pub fn fixed(addrs: Vec<IpAddr>) -> Self {
-        Self {
-            set: Arc::new(ArcSwap::from_pointee(addrs)),
-        }
+        let me = Self::default();
+        me.pin(addrs);
+        me
+    }
+
+    /// Also count `addrs` as the host's (kept across refreshes): the public address buyers
+    /// dial, which behind a NAT is on no interface of this host.
+    pub fn pin(&self, addrs: impl IntoIterator<Item = IpAddr>) {
+        let mut p = self.pinned.load().as_ref().clone();
+        p.extend(addrs);
+        p.sort();
+        p.dedup();
+        self.pinned.store(Arc::new(p));
     }
 
     /// Re-read the interface addresses of the calling thread's namespace.
@@ -45,25 +58,29 @@ impl LocalAddrs {
 
     /// Whether `ip` is one of the host's addresses.
     pub fn contains(&self, ip: IpAddr) -> bool {
-        self.set.load().contains(&ip)
+        self.set.load().contains(&ip) || self.pinned.load().contains(&ip)
     }
 
-    /// The current set.
+    /// The current set (interfaces, then pinned).
     pub fn snapshot(&self) -> Vec<IpAddr> {
-        self.set.load().as_ref().clone()
+        let mut v = self.set.load().as_ref().clone();
+        v.extend(self.pinned.load().iter().copied());
+        v
     }
 
     /// Re-read every [`REFRESH_EVERY`] on the current tokio runtime until every clone is
     /// dropped (run it from a runtime whose threads are in the seller's namespace).
     pub fn spawn_refresher(&self) {
         let weak: Weak<ArcSwap<Vec<IpAddr>>> = Arc::downgrade(&self.set);
+        let pinned = self.pinned.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(REFRESH_EVERY);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tick.tick().await;
                 let Some(set) = weak.upgrade() else { break };
-                LocalAddrs { set }.refresh();
+                let pinned = pinned.clone();
+                LocalAddrs { set, pinned }.refresh();
             }
         });
     }
@@ -103,7 +120,9 @@ fn interface_addresses() -> Vec<IpAddr> {
             if family == libc::AF_INET {
                 // SAFETY: family AF_INET means a sockaddr_in.
                 let sin = unsafe { &*(ifa.ifa_addr as *const libc::sockaddr_in) };
-                out.push(IpAddr::V4(Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr))));
+                out.push(IpAddr::V4(Ipv4Addr::from(u32::from_be(
+                    sin.sin_addr.s_addr,
+                ))));
             } else if family == libc::AF_INET6 {
                 // SAFETY: family AF_INET6 means a sockaddr_in6.
                 let sin6 = unsafe { &*(ifa.ifa_addr as *const libc::sockaddr_in6) };
@@ -126,11 +145,18 @@ mod tests {
     #[test]
     fn reads_loopback_and_refreshes_in_place() {
         let l = LocalAddrs::read();
-        assert!(l.contains(IpAddr::V4(Ipv4Addr::LOCALHOST)), "{:?}", l.snapshot());
+        assert!(
+            l.contains(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+            "{:?}",
+            l.snapshot()
+        );
         let clone = l.clone();
         l.set.store(Arc::new(Vec::new()));
         assert!(!clone.contains(IpAddr::V4(Ipv4Addr::LOCALHOST)));
         l.refresh();
-        assert!(clone.contains(IpAddr::V4(Ipv4Addr::LOCALHOST)), "a clone sees the refresh");
+        assert!(
+            clone.contains(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+            "a clone sees the refresh"
+        );
     }
 }

@@ -30,8 +30,15 @@ pub struct LegacySeller {
 impl LegacySeller {
     /// `public_host` is the host buyers dial (defaults to each port's bound IP).
     pub fn new(exit_policy: ExitPolicy, public_host: Option<String>) -> Self {
+        let policy = exit_policy.guarding_this_host();
+        if let (Some(own), Some(ip)) = (
+            policy.local_addrs(),
+            public_host.as_deref().and_then(|h| h.parse().ok()),
+        ) {
+            own.pin([ip]);
+        }
         Self {
-            policy: exit_policy.guarding_this_host(),
+            policy,
             public_host,
             ports: Mutex::new(HashMap::new()),
             shutdown: CancellationToken::new(),

@@ -12,9 +12,9 @@
 mod buyer;
 mod credentials;
 mod legacy;
+mod replay;
 mod seller;
 mod server;
-mod replay;
 mod server_udp;
 mod socks5;
 

@@ -64,6 +64,15 @@ impl Seller {
         let (tcp, udp) = PortServer::bind(cfg.listen).await?;
         let local_addr = tcp.local_addr()?;
         let ipsk = cfg.identity_key.unwrap_or_else(SessionKey::generate);
+        let policy = cfg.exit_policy.guarding_this_host();
+        if let Some(own) = policy.local_addrs() {
+            // The address buyers dial, also when it is a NAT's and on no interface here.
+            let public = cfg
+                .public_addr
+                .as_deref()
+                .and_then(|a| a.parse::<SocketAddr>().ok());
+            own.pin(public.map(|a| a.ip()).into_iter().chain([local_addr.ip()]));
+        }
         let server = Arc::new(PortServer {
             ctx: Context::new_shared(ServerType::Server),
             method: CipherKind::AEAD2022_BLAKE3_AES_256_GCM,
@@ -72,7 +81,7 @@ impl Seller {
                 users: ArcSwap::from_pointee(ServerUserManager::new()),
                 sessions: Mutex::new(HashMap::new()),
             },
-            policy: cfg.exit_policy.guarding_this_host(),
+            policy,
             udp_assoc_cap: cfg.max_udp_assocs_per_session.max(1),
             shutdown: CancellationToken::new(),
         });

@@ -46,7 +46,8 @@ impl Windows {
         let now = Instant::now();
         if self.map.len() >= 4096 {
             // A window may go once its packets' timestamps (±30 s) can no longer pass.
-            self.map.retain(|_, (_, seen)| now.duration_since(*seen) < WINDOW_KEEP);
+            self.map
+                .retain(|_, (_, seen)| now.duration_since(*seen) < WINDOW_KEEP);
         }
         let (w, seen) = self
             .map
