@@ -64,7 +64,9 @@ const WINDOW_KEEP: Duration = Duration::from_secs(120);
 impl PortServer {
     pub(crate) async fn udp_loop(self: Arc<Self>, sock: Arc<UdpSocket>) {
         let mut buf = vec![0u8; MAX_DATAGRAM];
-        let mut assocs: HashMap<(SocketAddr, u64), Assoc> = HashMap::new();
+        // Keyed by the session too (its Arc's address, stable while the Assoc holds it): two
+        // sessions behind one NAT address may pick the same client session id.
+        let mut assocs: HashMap<(SocketAddr, u64, usize), Assoc> = HashMap::new();
         let mut windows = Windows::default();
         // Garbage must not flood the log: at most 16 lines per minute.
         let mut bad_logged = 0u32;
@@ -115,7 +117,7 @@ impl PortServer {
                 continue;
             }
             let ctrl = ctrl.unwrap_or_default();
-            let key = (peer, ctrl.client_session_id);
+            let key = (peer, ctrl.client_session_id, Arc::as_ptr(&session) as usize);
             if assocs.get(&key).is_none_or(|a| a.tx.is_closed()) {
                 if assocs.len() > 4096 {
                     assocs.retain(|_, a| !a.tx.is_closed());
