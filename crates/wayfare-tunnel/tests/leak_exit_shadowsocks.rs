@@ -54,7 +54,7 @@ fn leak_exit_shadowsocks_refuses_every_internal_listener_it_can_reach_itself() {
     let inet = lab.internet.runtime(1).expect("internet rt");
     let seller_rt = lab.seller.runtime(2).expect("seller rt");
     let buyer_rt = lab.buyer.runtime(2).expect("buyer rt");
-    let targets = plant(&lab, &seller_rt, &inet);
+    let mut targets = plant(&lab, &seller_rt, &inet);
     // Each service is live: the seller itself reaches it over TCP and UDP.
     for t in &targets {
         let dst = SocketAddr::new(t.ip, TARGET_PORT);
@@ -77,6 +77,14 @@ fn leak_exit_shadowsocks_refuses_every_internal_listener_it_can_reach_itself() {
             Seller::bind(cfg).await
         })
         .expect("seller binds");
+    targets.push(plant_late(&lab, &seller_rt));
+    let late = SocketAddr::new(targets[targets.len() - 1].ip, TARGET_PORT);
+    let served = seller_rt.block_on(async move { tcp_banner(late).await });
+    assert_eq!(
+        served.as_deref(),
+        Some(TARGET_BANNER),
+        "late address not served"
+    );
     let buyer = start_buyer(&buyer_rt, seller.add_session("deny").expect("add"));
     let p = buyer.local_addr();
     let control = SocketAddr::from((INTERNET_IP, TARGET_PORT));

@@ -310,3 +310,29 @@ pub async fn socks_udp_echoes(proxy: SocketAddr, dst: SocketAddr) -> bool {
     }
     false
 }
+
+/// An address in the lab's allowed range added to the seller after its exit started: only
+/// the refreshed own-address set refuses it.
+pub const LATE_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 77, 1);
+
+/// Add [`LATE_IP`] (with its services) to the seller's LAN interface planted by [`plant`] and
+/// wait until the exit's refresh (every second) has surely seen it.
+pub fn plant_late(lab: &Lab, seller_rt: &NsRuntime) -> Target {
+    let s = lab.seller.name();
+    let lan = format!("wfl{}", &s[s.len() - 8..]);
+    ip_ok(&[
+        "-n",
+        s,
+        "addr",
+        "add",
+        &format!("{LATE_IP}/32"),
+        "dev",
+        &lan,
+    ]);
+    serve(seller_rt, LATE_IP.into());
+    std::thread::sleep(Duration::from_millis(2500));
+    Target {
+        ip: LATE_IP.into(),
+        what: "an own address added after the exit started",
+    }
+}
