@@ -170,7 +170,7 @@ impl ExitPolicy {
         if self
             .own
             .as_ref()
-            .is_some_and(|o| o.contains(ip) || o.contains(orig))
+            .is_some_and(|o| o.contains(ip) || (orig != ip && o.contains(orig)))
         {
             return Err(Denied::Own(ip));
         }

@@ -190,7 +190,7 @@ impl WgSeller {
         let tun = TunIo::create(&cfg.tun_name, gateway, net.prefix(), cfg.mtu, hooks.clone())?;
         if let Some(own) = hooks.policy.local_addrs() {
             own.refresh();
-            own.pin([cfg.public_endpoint.ip()]);
+            own.pin([cfg.public_endpoint.ip(), IpAddr::V4(gateway)]);
         }
         let device = gotatun::device::build()
             .with_default_udp()
