@@ -1,9 +1,11 @@
 //! Which destinations a seller lets its buyers reach.
 //!
-//! By default private, loopback, link-local (including the 169.254.169.254 cloud metadata
-//! service), CGNAT, benchmark, multicast and unspecified addresses are denied, so a buyer
-//! cannot reach the seller's own machine or LAN. An allow-list re-opens chosen ranges (the
-//! lab allows 198.18.0.0/15).
+//! By default private (RFC 1918, ULA), loopback, link-local (including the 169.254.169.254 and
+//! fd00:ec2::254 metadata services), CGNAT, benchmark, NAT64, IPv4-compatible, 6to4,
+//! site-local, multicast and unspecified addresses are denied, IPv4-mapped IPv6 addresses are
+//! judged by their IPv4 address, and so are the seller host's own addresses on every interface
+//! ([`LocalAddrs`]). An allow-list re-opens chosen ranges (the lab allows 198.18.0.0/15), but
+//! never the seller's own addresses, loopback, unspecified or metadata.
 
 use std::{
     fmt,
@@ -11,7 +13,7 @@ use std::{
     str::FromStr,
 };
 
-use crate::TunnelError;
+use crate::{LocalAddrs, TunnelError};
 
 /// An address range such as `198.18.0.0/15`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -84,23 +86,47 @@ impl fmt::Display for Cidr {
     }
 }
 
-/// The seller's exit policy: deny internal destinations unless allow-listed.
+/// The seller's exit policy: deny internal destinations unless allow-listed; never the
+/// seller's own addresses, loopback, unspecified or metadata, whatever the allow-list says.
 #[derive(Clone, Debug, Default)]
 pub struct ExitPolicy {
     allow: Vec<Cidr>,
+    own: Option<LocalAddrs>,
 }
 
 /// Why a destination was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Denied(pub IpAddr);
+pub enum Denied {
+    /// One of the seller host's own addresses (any interface).
+    Own(IpAddr),
+    /// Loopback, unspecified or a cloud metadata address: no allow-list opens these.
+    Never(IpAddr),
+    /// An internal range (private, link-local, CGNAT, NAT64, 6to4, ...) not in the allow-list.
+    Internal(IpAddr),
+}
+
+impl Denied {
+    /// The refused address (the embedded IPv4 address for an IPv4-mapped one).
+    pub fn addr(&self) -> IpAddr {
+        match *self {
+            Denied::Own(a) | Denied::Never(a) | Denied::Internal(a) => a,
+        }
+    }
+}
 
 impl fmt::Display for Denied {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "destination {} is private, loopback, link-local or metadata and not in the allow-list",
-            self.0
-        )
+        match self {
+            Denied::Own(a) => write!(f, "destination {a} is one of the seller's own addresses"),
+            Denied::Never(a) => write!(
+                f,
+                "destination {a} is loopback, unspecified or metadata (never allowed)"
+            ),
+            Denied::Internal(a) => write!(
+                f,
+                "destination {a} is private, link-local, NAT64, 6to4, multicast or otherwise internal and not in the allow-list"
+            ),
+        }
     }
 }
 
@@ -114,7 +140,19 @@ impl ExitPolicy {
     pub fn with_allowed(allow: impl IntoIterator<Item = Cidr>) -> Self {
         Self {
             allow: allow.into_iter().collect(),
+            own: None,
         }
+    }
+
+    /// Also deny the addresses in `own` (the seller host's, kept fresh by its owner).
+    pub fn with_local_addrs(mut self, own: LocalAddrs) -> Self {
+        self.own = Some(own);
+        self
+    }
+
+    /// The own-address set this policy refuses, if one is attached.
+    pub fn local_addrs(&self) -> Option<&LocalAddrs> {
+        self.own.as_ref()
     }
 
     /// The allow-list.
@@ -122,19 +160,43 @@ impl ExitPolicy {
         &self.allow
     }
 
-    /// May a buyer reach `ip`?
+    /// May a buyer reach `ip`? An IPv4-mapped IPv6 address is judged by its IPv4 address.
     pub fn check(&self, ip: IpAddr) -> Result<(), Denied> {
+        let orig = ip;
         let ip = match ip {
             IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
             v4 => v4,
         };
+        if self
+            .own
+            .as_ref()
+            .is_some_and(|o| o.contains(ip) || (orig != ip && o.contains(orig)))
+        {
+            return Err(Denied::Own(ip));
+        }
+        if never(ip) {
+            return Err(Denied::Never(ip));
+        }
         if self.allow.iter().any(|c| c.contains(ip)) || !internal(ip) {
             Ok(())
         } else {
-            Err(Denied(ip))
+            Err(Denied::Internal(ip))
         }
     }
 }
+
+/// Loopback, unspecified and metadata: closed even to an allow-list.
+fn never(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            v4.is_loopback() || v4.is_unspecified() || v4 == Ipv4Addr::new(169, 254, 169, 254)
+        }
+        IpAddr::V6(v6) => v6.is_loopback() || v6.is_unspecified() || v6 == METADATA_V6,
+    }
+}
+
+/// AWS's IPv6 instance metadata address.
+const METADATA_V6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254);
 
 fn internal(ip: IpAddr) -> bool {
     match ip {
@@ -159,12 +221,18 @@ fn internal_v4(ip: Ipv4Addr) -> bool {
 
 fn internal_v6(ip: Ipv6Addr) -> bool {
     let s = ip.segments();
+    let bits = u128::from(ip);
     ip.is_loopback()
         || ip.is_unspecified()
         || ip.is_multicast()
-        || (s[0] & 0xfe00) == 0xfc00 // unique local
-        || (s[0] & 0xffc0) == 0xfe80 // link local
-        || ip == Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254) // AWS IPv6 metadata
+        || (s[0] & 0xfe00) == 0xfc00 // fc00::/7 unique local
+        || (s[0] & 0xffc0) == 0xfe80 // fe80::/10 link local
+        || (s[0] & 0xffc0) == 0xfec0 // fec0::/10 site local (deprecated)
+        || bits >> 32 == 0 // ::/96 IPv4-compatible (and ::, ::1)
+        || bits >> 32 == 0x0064_ff9b_0000_0000_0000_0000 // 64:ff9b::/96 NAT64
+        || bits >> 80 == 0x0064_ff9b_0001 // 64:ff9b:1::/48 local-use NAT64
+        || s[0] == 0x2002 // 2002::/16 6to4
+        || ip == METADATA_V6
 }
 
 #[cfg(test)]
@@ -208,6 +276,104 @@ mod tests {
         assert!(p.check(ip("198.20.0.1")).is_ok(), "public anyway");
         assert!(p.check(ip("127.0.0.1")).is_err());
         assert!(p.check(ip("169.254.169.254")).is_err());
+    }
+
+    #[test]
+    fn every_default_denied_range_in_both_families() {
+        let p = ExitPolicy::new();
+        let denied = [
+            // IPv4: RFC 1918, CGNAT, loopback, link-local + metadata, multicast, unspecified.
+            ("10.0.0.1", "rfc1918 10/8"),
+            ("172.31.255.254", "rfc1918 172.16/12"),
+            ("192.168.0.1", "rfc1918 192.168/16"),
+            ("100.64.0.1", "cgnat low"),
+            ("100.127.255.254", "cgnat high"),
+            ("127.0.0.1", "loopback"),
+            ("127.255.0.1", "loopback /8"),
+            ("169.254.1.1", "link-local"),
+            ("169.254.169.254", "metadata"),
+            ("224.0.0.1", "multicast"),
+            ("239.255.255.250", "multicast ssdp"),
+            ("0.0.0.0", "unspecified"),
+            ("255.255.255.255", "broadcast"),
+            // IPv6.
+            ("::1", "loopback v6"),
+            ("::", "unspecified v6"),
+            ("fe80::1", "link-local v6"),
+            ("fd00:ec2::254", "metadata v6"),
+            ("fc00::1", "ula fc"),
+            ("fdff:ffff::1", "ula fd"),
+            ("fec0::1", "site-local"),
+            ("feff::1", "site-local high"),
+            ("ff02::1", "multicast v6"),
+            ("64:ff9b::a00:1", "nat64 of 10.0.0.1"),
+            ("64:ff9b::808:808", "nat64 of a public address"),
+            ("64:ff9b:1::1", "local-use nat64"),
+            ("64:ff9b:1:ffff::1", "local-use nat64 high"),
+            ("::a00:1", "ipv4-compatible of 10.0.0.1"),
+            ("::808:808", "ipv4-compatible of 8.8.8.8"),
+            ("2002::1", "6to4"),
+            ("2002:808:808::1", "6to4 of 8.8.8.8"),
+            // IPv4-mapped: judged by the embedded address.
+            ("::ffff:127.0.0.1", "mapped loopback"),
+            ("::ffff:169.254.169.254", "mapped metadata"),
+            ("::ffff:10.1.2.3", "mapped rfc1918"),
+            ("::ffff:100.64.0.1", "mapped cgnat"),
+        ];
+        for (d, why) in denied {
+            assert!(p.check(ip(d)).is_err(), "{d} ({why}) should be denied");
+        }
+        for a in [
+            "1.1.1.1",
+            "8.8.8.8",
+            "100.128.0.1",
+            "172.32.0.1",
+            "2606:4700::1111",
+            "2001:db9::1",
+            "64:ff9b:2::1",
+            "::1:0:0:1",
+            "::ffff:8.8.8.8",
+        ] {
+            assert!(p.check(ip(a)).is_ok(), "{a} should be allowed");
+        }
+        assert_eq!(
+            p.check(ip("::ffff:10.1.2.3")),
+            Err(Denied::Internal(ip("10.1.2.3"))),
+            "a mapped address is reported as its IPv4 address"
+        );
+    }
+
+    #[test]
+    fn own_addresses_loopback_and_metadata_stay_closed_under_any_allow_list() {
+        let own = LocalAddrs::fixed(vec![ip("198.18.1.1"), ip("2001:db8::5"), ip("8.8.4.4")]);
+        let p = ExitPolicy::with_allowed([
+            "0.0.0.0/0".parse().expect("cidr"),
+            "::/0".parse().expect("cidr"),
+        ])
+        .with_local_addrs(own.clone());
+        for (d, want) in [
+            ("198.18.1.1", Denied::Own(ip("198.18.1.1"))),
+            ("::ffff:198.18.1.1", Denied::Own(ip("198.18.1.1"))),
+            ("8.8.4.4", Denied::Own(ip("8.8.4.4"))),
+            ("2001:db8::5", Denied::Own(ip("2001:db8::5"))),
+            ("127.0.0.1", Denied::Never(ip("127.0.0.1"))),
+            ("::1", Denied::Never(ip("::1"))),
+            ("::ffff:127.0.0.1", Denied::Never(ip("127.0.0.1"))),
+            ("169.254.169.254", Denied::Never(ip("169.254.169.254"))),
+            ("fd00:ec2::254", Denied::Never(ip("fd00:ec2::254"))),
+            ("0.0.0.0", Denied::Never(ip("0.0.0.0"))),
+        ] {
+            assert_eq!(p.check(ip(d)), Err(want), "{d}");
+        }
+        // The allow-list does open the other internal ranges it covers.
+        for a in ["10.0.0.1", "198.18.2.2", "64:ff9b::a00:1", "169.254.1.1"] {
+            assert!(p.check(ip(a)).is_ok(), "{a} is explicitly allowed");
+        }
+        // Without the own-address set, the seller's public 8.8.4.4 would be reachable.
+        assert!(ExitPolicy::new().check(ip("8.8.4.4")).is_ok());
+        // The default policy denies the own public address too.
+        let d = ExitPolicy::new().with_local_addrs(own);
+        assert_eq!(d.check(ip("8.8.4.4")), Err(Denied::Own(ip("8.8.4.4"))));
     }
 
     #[test]

@@ -8,6 +8,7 @@
 pub mod error;
 pub mod exit_policy;
 pub mod lab;
+pub mod local_addrs;
 pub mod meter;
 mod relay;
 pub mod shadowsocks;
@@ -15,4 +16,5 @@ pub mod wireguard;
 
 pub use error::TunnelError;
 pub use exit_policy::{Cidr, ExitPolicy};
+pub use local_addrs::LocalAddrs;
 pub use meter::{Meter, MeterSnapshot};

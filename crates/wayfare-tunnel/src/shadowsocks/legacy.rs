@@ -15,7 +15,7 @@ use tracing::info;
 
 use super::{
     CIPHER_LEGACY, ClientConfig,
-    server::{Auth, PortServer, Session, lock},
+    server::{Auth, DEFAULT_UDP_ASSOC_CAP, PortServer, Session, lock},
 };
 use crate::{ExitPolicy, Meter, MeterSnapshot, TunnelError};
 
@@ -30,8 +30,15 @@ pub struct LegacySeller {
 impl LegacySeller {
     /// `public_host` is the host buyers dial (defaults to each port's bound IP).
     pub fn new(exit_policy: ExitPolicy, public_host: Option<String>) -> Self {
+        let policy = exit_policy.guarding_this_host();
+        if let (Some(own), Some(ip)) = (
+            policy.local_addrs(),
+            public_host.as_deref().and_then(|h| h.parse().ok()),
+        ) {
+            own.pin([ip]);
+        }
         Self {
-            policy: exit_policy,
+            policy,
             public_host,
             ports: Mutex::new(HashMap::new()),
             shutdown: CancellationToken::new(),
@@ -70,13 +77,10 @@ impl LegacySeller {
             method: CipherKind::CHACHA20_POLY1305,
             auth: Auth::Single {
                 key: cfg.key().to_vec().into_boxed_slice(),
-                session: Arc::new(Session {
-                    id: id.to_owned(),
-                    meter: Meter::new(),
-                    cancel: cancel.clone(),
-                }),
+                session: Arc::new(Session::new(id, cancel.clone())),
             },
             policy: self.policy.clone(),
+            udp_assoc_cap: DEFAULT_UDP_ASSOC_CAP,
             shutdown: cancel,
         });
         {

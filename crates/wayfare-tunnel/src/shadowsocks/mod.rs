@@ -12,6 +12,7 @@
 mod buyer;
 mod credentials;
 mod legacy;
+mod replay;
 mod seller;
 mod server;
 mod server_udp;
@@ -20,4 +21,6 @@ mod socks5;
 pub use buyer::{Buyer, BuyerConfig};
 pub use credentials::{CIPHER_2022, CIPHER_LEGACY, ClientConfig, SessionKey};
 pub use legacy::LegacySeller;
+pub use replay::{PacketWindow, WINDOW_BITS};
 pub use seller::{Seller, SellerConfig};
+pub use server::DEFAULT_UDP_ASSOC_CAP;

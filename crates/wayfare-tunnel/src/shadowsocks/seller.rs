@@ -17,7 +17,7 @@ use tracing::info;
 
 use super::{
     CIPHER_2022, ClientConfig, SessionKey,
-    server::{Auth, PortServer, Session, lock},
+    server::{Auth, DEFAULT_UDP_ASSOC_CAP, PortServer, Session, lock},
 };
 use crate::{ExitPolicy, Meter, MeterSnapshot, TunnelError};
 
@@ -32,6 +32,8 @@ pub struct SellerConfig {
     pub exit_policy: ExitPolicy,
     /// The port's identity key (iPSK); a fresh one when `None`.
     pub identity_key: Option<SessionKey>,
+    /// Most UDP associations (client address + client session id) one session may hold.
+    pub max_udp_assocs_per_session: usize,
 }
 
 impl SellerConfig {
@@ -42,6 +44,7 @@ impl SellerConfig {
             public_addr: None,
             exit_policy: ExitPolicy::new(),
             identity_key: None,
+            max_udp_assocs_per_session: DEFAULT_UDP_ASSOC_CAP,
         }
     }
 }
@@ -61,6 +64,15 @@ impl Seller {
         let (tcp, udp) = PortServer::bind(cfg.listen).await?;
         let local_addr = tcp.local_addr()?;
         let ipsk = cfg.identity_key.unwrap_or_else(SessionKey::generate);
+        let policy = cfg.exit_policy.guarding_this_host();
+        if let Some(own) = policy.local_addrs() {
+            // The address buyers dial, also when it is a NAT's and on no interface here.
+            let public = cfg
+                .public_addr
+                .as_deref()
+                .and_then(|a| a.parse::<SocketAddr>().ok());
+            own.pin(public.map(|a| a.ip()).into_iter().chain([local_addr.ip()]));
+        }
         let server = Arc::new(PortServer {
             ctx: Context::new_shared(ServerType::Server),
             method: CipherKind::AEAD2022_BLAKE3_AES_256_GCM,
@@ -69,7 +81,8 @@ impl Seller {
                 users: ArcSwap::from_pointee(ServerUserManager::new()),
                 sessions: Mutex::new(HashMap::new()),
             },
-            policy: cfg.exit_policy,
+            policy,
+            udp_assoc_cap: cfg.max_udp_assocs_per_session.max(1),
             shutdown: CancellationToken::new(),
         });
         server.spawn(tcp, udp);
@@ -114,11 +127,7 @@ impl Seller {
                     "this user key is already in use".into(),
                 ));
             }
-            let session = Arc::new(Session {
-                id: id.to_owned(),
-                meter: Meter::new(),
-                cancel: self.server.shutdown.child_token(),
-            });
+            let session = Arc::new(Session::new(id, self.server.shutdown.child_token()));
             table.insert(key.clone(), (session, ServerUser::new(id, key.clone())));
         }
         ids.insert(id.to_owned(), key);

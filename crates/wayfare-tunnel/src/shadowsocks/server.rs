@@ -5,7 +5,7 @@ use std::{
     collections::HashMap,
     io,
     net::SocketAddr,
-    sync::{Arc, Mutex, MutexGuard},
+    sync::{Arc, Mutex, MutexGuard, atomic::AtomicBool},
     time::Duration,
 };
 
@@ -39,6 +39,19 @@ pub(crate) struct Session {
     pub id: String,
     pub meter: Meter,
     pub cancel: CancellationToken,
+    /// Set once the UDP association cap was logged for this session.
+    pub udp_cap_logged: AtomicBool,
+}
+
+impl Session {
+    pub fn new(id: &str, cancel: CancellationToken) -> Self {
+        Self {
+            id: id.to_owned(),
+            meter: Meter::new(),
+            cancel,
+            udp_cap_logged: AtomicBool::new(false),
+        }
+    }
 }
 
 /// uPSK -> (session, its `ServerUser`).
@@ -65,8 +78,13 @@ pub(crate) struct PortServer {
     pub method: CipherKind,
     pub auth: Auth,
     pub policy: ExitPolicy,
+    /// Most UDP associations one session may hold at once.
+    pub udp_assoc_cap: usize,
     pub shutdown: CancellationToken,
 }
+
+/// Default for [`PortServer::udp_assoc_cap`] (a DNS-heavy client uses a few dozen).
+pub const DEFAULT_UDP_ASSOC_CAP: usize = 256;
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())

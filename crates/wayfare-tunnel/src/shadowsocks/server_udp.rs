@@ -1,11 +1,12 @@
-//! The seller's UDP side: decrypt with the current user table, one association per
-//! (client address, client session id), metered, closed when the session is removed.
+//! The seller's UDP side: decrypt with the current user table, drop replayed AEAD-2022
+//! packets (a sliding window per client session id), one association per (client address,
+//! client session id) up to a cap per session, metered, closed when the session is removed.
 
 use std::{
     collections::HashMap,
     net::{Ipv4Addr, Ipv6Addr, SocketAddr},
-    sync::Arc,
-    time::Duration,
+    sync::{Arc, atomic::Ordering},
+    time::{Duration, Instant},
 };
 
 use bytes::{Bytes, BytesMut};
@@ -19,19 +20,54 @@ use shadowsocks::relay::{
 use tokio::{net::UdpSocket, sync::mpsc};
 use tracing::{debug, warn};
 
-use super::server::{PortServer, Session, resolve_allowed};
+use super::{
+    replay::PacketWindow,
+    server::{PortServer, Session, resolve_allowed},
+};
 
 const ASSOC_IDLE: Duration = Duration::from_secs(120);
 const MAX_DATAGRAM: usize = 65536;
 
 struct Assoc {
     tx: mpsc::Sender<(Address, Bytes)>,
+    session: Arc<Session>,
 }
+
+/// Replay windows of a port: (session id, client session id) -> window and last use. Keyed
+/// without the client's address, so a datagram replayed from elsewhere meets the same window.
+#[derive(Default)]
+struct Windows {
+    map: HashMap<(String, u64), (PacketWindow, Instant)>,
+}
+
+impl Windows {
+    /// Whether this packet id of this client session is new.
+    fn accept(&mut self, session: &str, client_session: u64, packet_id: u64) -> bool {
+        let now = Instant::now();
+        if self.map.len() >= 4096 {
+            // A window may go once its packets' timestamps (±30 s) can no longer pass.
+            self.map
+                .retain(|_, (_, seen)| now.duration_since(*seen) < WINDOW_KEEP);
+        }
+        let (w, seen) = self
+            .map
+            .entry((session.to_owned(), client_session))
+            .or_insert_with(|| (PacketWindow::default(), now));
+        *seen = now;
+        w.accept(packet_id)
+    }
+}
+
+/// How long an idle replay window is kept: longer than the ±30 s timestamp check.
+const WINDOW_KEEP: Duration = Duration::from_secs(120);
 
 impl PortServer {
     pub(crate) async fn udp_loop(self: Arc<Self>, sock: Arc<UdpSocket>) {
         let mut buf = vec![0u8; MAX_DATAGRAM];
-        let mut assocs: HashMap<(SocketAddr, u64), Assoc> = HashMap::new();
+        // Keyed by the session too (its Arc's address, stable while the Assoc holds it): two
+        // sessions behind one NAT address may pick the same client session id.
+        let mut assocs: HashMap<(SocketAddr, u64, usize), Assoc> = HashMap::new();
+        let mut windows = Windows::default();
         // Garbage must not flood the log: at most 16 lines per minute.
         let mut bad_logged = 0u32;
         let mut bad_window = tokio::time::Instant::now();
@@ -73,17 +109,35 @@ impl PortServer {
                 debug!(%peer, "dropped a UDP packet for a removed session");
                 continue;
             };
+            // Only AEAD-2022 packets carry a session and packet id (legacy ciphers: none).
+            if let Some(c) = ctrl.as_ref()
+                && !windows.accept(&session.id, c.client_session_id, c.packet_id)
+            {
+                debug!(session = %session.id, %peer, packet_id = c.packet_id, "dropped a replayed or too old UDP packet");
+                continue;
+            }
             let ctrl = ctrl.unwrap_or_default();
-            let key = (peer, ctrl.client_session_id);
+            let key = (peer, ctrl.client_session_id, Arc::as_ptr(&session) as usize);
             if assocs.get(&key).is_none_or(|a| a.tx.is_closed()) {
                 if assocs.len() > 4096 {
                     assocs.retain(|_, a| !a.tx.is_closed());
                 }
+                let held = assocs
+                    .values()
+                    .filter(|a| Arc::ptr_eq(&a.session, &session) && !a.tx.is_closed())
+                    .count();
+                if held >= self.udp_assoc_cap {
+                    if !session.udp_cap_logged.swap(true, Ordering::Relaxed) {
+                        warn!(session = %session.id, cap = self.udp_assoc_cap, "session reached its cap of UDP associations; datagrams opening more are dropped until some close (idle 120 s)");
+                    }
+                    continue;
+                }
                 let (tx, rx) = mpsc::channel(256);
                 let me = self.clone();
                 let sock = sock.clone();
-                tokio::spawn(async move { me.run_assoc(sock, peer, ctrl, session, rx).await });
-                assocs.insert(key, Assoc { tx });
+                let s = session.clone();
+                tokio::spawn(async move { me.run_assoc(sock, peer, ctrl, s, rx).await });
+                assocs.insert(key, Assoc { tx, session });
             }
             if let Some(a) = assocs.get(&key) {
                 // Full queue: drop the datagram, as a congested link would.

@@ -9,7 +9,9 @@
 
 mod buyer;
 mod config;
+mod conntrack;
 mod keys;
+mod pool;
 mod seller;
 mod sys;
 mod tun;
@@ -19,4 +21,5 @@ pub use buyer::{
 };
 pub use config::{DEFAULT_MTU, WgClientConfig};
 pub use keys::{PrivateKey, WgPublicKey};
+pub use pool::DEFAULT_QUARANTINE;
 pub use seller::{DEFAULT_POOL, WgSeller, WgSellerConfig, WgSessionGrant, exit_table_name};

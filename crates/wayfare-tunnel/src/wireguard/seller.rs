@@ -4,6 +4,7 @@ use std::{
     collections::HashMap,
     net::{IpAddr, Ipv4Addr, SocketAddr},
     sync::{Arc, Mutex, RwLock},
+    time::{Duration, Instant},
 };
 
 use gotatun::{
@@ -15,7 +16,9 @@ use tracing::{info, trace, warn};
 
 use super::{
     config::{DEFAULT_MTU, WgClientConfig},
+    conntrack,
     keys::{PrivateKey, WgPublicKey},
+    pool::{AddressPool, DEFAULT_QUARANTINE, pool_v4},
     sys,
     tun::{Hooks, TunIo, parse_v4},
 };
@@ -45,6 +48,8 @@ pub struct WgSellerConfig {
     pub nat: bool,
     /// DNS servers written into buyers' configs.
     pub dns: Vec<IpAddr>,
+    /// How long a released tunnel address is kept from other buyers.
+    pub quarantine: Duration,
 }
 
 impl WgSellerConfig {
@@ -60,6 +65,7 @@ impl WgSellerConfig {
             mtu: DEFAULT_MTU,
             nat: true,
             dns: Vec::new(),
+            quarantine: DEFAULT_QUARANTINE,
         }
     }
 }
@@ -100,7 +106,6 @@ impl WgSessionGrant {
 struct SellerHooks {
     by_addr: RwLock<HashMap<Ipv4Addr, Meter>>,
     policy: ExitPolicy,
-    own: Vec<IpAddr>,
 }
 
 impl Hooks for SellerHooks {
@@ -115,7 +120,7 @@ impl Hooks for SellerHooks {
         };
         meter.add_up(pkt.len() as u64);
         let dst = IpAddr::V4(h.dst);
-        if self.own.contains(&dst) || self.policy.check(dst).is_err() {
+        if self.policy.check(dst).is_err() {
             trace!(src = %h.src, %dst, "exit policy drops packet");
             return false;
         }
@@ -150,43 +155,11 @@ pub struct WgSeller {
     device: Arc<SellerDevice>,
     hooks: Arc<SellerHooks>,
     sessions: Mutex<HashMap<String, Session>>,
+    pool: Mutex<AddressPool>,
     cfg: WgSellerConfig,
     gateway: Ipv4Addr,
     nat_table: Option<String>,
     netns: sys::NetnsHandle,
-}
-
-fn pool_v4(pool: &Cidr) -> Result<Ipv4Network, TunnelError> {
-    match pool.addr() {
-        IpAddr::V4(a) if pool.prefix() <= 30 => Ipv4Network::new(a, pool.prefix())
-            .map_err(|e| TunnelError::BadCidr(format!("{pool}: {e}"))),
-        _ => Err(TunnelError::BadCidr(format!(
-            "{pool}: the pool must be IPv4 with a prefix of /30 or shorter"
-        ))),
-    }
-}
-
-/// The address for a new session: `preferred` when it is a host address of the pool (not the
-/// network, the gateway or the broadcast address) that nobody holds, else the first free one.
-fn pick_address(
-    net: Ipv4Network,
-    taken: &[Ipv4Addr],
-    preferred: Option<Ipv4Addr>,
-) -> Option<Ipv4Addr> {
-    let size = net.size();
-    let usable = |a: Ipv4Addr| {
-        let off = u32::from(a).wrapping_sub(u32::from(net.network()));
-        net.contains(a) && off >= 2 && off < size.saturating_sub(1)
-    };
-    if let Some(p) = preferred
-        && usable(p)
-        && !taken.contains(&p)
-    {
-        return Some(p);
-    }
-    (2..size.saturating_sub(1))
-        .filter_map(|i| net.nth(i))
-        .find(|a| !taken.contains(a))
 }
 
 /// The nftables table a seller with TUN `tun` owns.
@@ -206,16 +179,19 @@ impl WgSeller {
         let gateway = net
             .nth(1)
             .ok_or_else(|| TunnelError::PoolExhausted(cfg.pool.to_string()))?;
-        let mut own = sys::local_addresses();
-        own.push(IpAddr::V4(gateway));
+        // The seller's own addresses (the TUN's gateway too, read again once it exists).
+        let policy = cfg.exit_policy.clone().guarding_this_host();
         let hooks = Arc::new(SellerHooks {
             by_addr: RwLock::new(HashMap::new()),
-            policy: cfg.exit_policy.clone(),
-            own,
+            policy,
         });
         let table = exit_table_name(&cfg.tun_name);
         sys::nft_delete_table("ip", &table);
         let tun = TunIo::create(&cfg.tun_name, gateway, net.prefix(), cfg.mtu, hooks.clone())?;
+        if let Some(own) = hooks.policy.local_addrs() {
+            own.refresh();
+            own.pin([cfg.public_endpoint.ip(), IpAddr::V4(gateway)]);
+        }
         let device = gotatun::device::build()
             .with_default_udp()
             .udp_recv_buffer_size(8 << 20)
@@ -236,6 +212,7 @@ impl WgSeller {
             device,
             hooks,
             sessions: Mutex::new(HashMap::new()),
+            pool: Mutex::new(AddressPool::new(net, cfg.quarantine)),
             gateway,
             nat_table: None,
             netns: sys::NetnsHandle::current()?,
@@ -273,10 +250,13 @@ impl WgSeller {
         &self,
         used: &HashMap<String, Session>,
         preferred: Option<Ipv4Addr>,
+        key: &WgPublicKey,
     ) -> Result<Ipv4Addr, TunnelError> {
-        let net = pool_v4(&self.cfg.pool)?;
         let taken: Vec<Ipv4Addr> = used.values().map(|s| s.addr).collect();
-        pick_address(net, &taken, preferred)
+        self.pool
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pick(&taken, preferred, key, Instant::now())
             .ok_or_else(|| TunnelError::PoolExhausted(self.cfg.pool.to_string()))
     }
 
@@ -307,7 +287,7 @@ impl WgSeller {
                     "this public key already has a session".into(),
                 ));
             }
-            let addr = self.free_address(&s, preferred)?;
+            let addr = self.free_address(&s, preferred, &buyer_key)?;
             s.insert(
                 id.into(),
                 Session {
@@ -370,6 +350,13 @@ impl WgSeller {
         if let Err(e) = self.device.remove_peer(&s.key.x25519()).await {
             warn!(session = id, error = %e, "remove peer");
         }
+        self.pool
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .release(s.addr, s.key, Instant::now());
+        if let Some(conntrack::Flush::Failed(e)) = self.netns.run(|| conntrack::flush(s.addr)) {
+            warn!(session = id, address = %s.addr, error = %e, "could not flush the released address's conntrack entries");
+        }
         Ok(s.meter.snapshot())
     }
 
@@ -412,38 +399,5 @@ impl Drop for WgSeller {
         if let Some(t) = self.nat_table.take() {
             self.netns.run(|| sys::nft_delete_table("ip", &t));
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_preferred_address_is_given_back_when_it_is_free_and_in_the_pool() {
-        let net: Ipv4Network = "198.19.3.0/29".parse().unwrap();
-        let ip = |s: &str| s.parse::<Ipv4Addr>().unwrap();
-        // First free host address: .0 is the network, .1 the gateway.
-        assert_eq!(pick_address(net, &[], None), Some(ip("198.19.3.2")));
-        assert_eq!(
-            pick_address(net, &[ip("198.19.3.2")], Some(ip("198.19.3.5"))),
-            Some(ip("198.19.3.5"))
-        );
-        // Taken, the gateway, the broadcast address or outside the pool: the first free one.
-        for bad in [
-            "198.19.3.2",
-            "198.19.3.1",
-            "198.19.3.7",
-            "198.19.4.5",
-            "198.19.3.0",
-        ] {
-            assert_eq!(
-                pick_address(net, &[ip("198.19.3.2")], Some(ip(bad))),
-                Some(ip("198.19.3.3")),
-                "{bad}"
-            );
-        }
-        let all: Vec<Ipv4Addr> = (2..7).map(|i| net.nth(i).unwrap()).collect();
-        assert_eq!(pick_address(net, &all, Some(ip("198.19.3.4"))), None);
     }
 }

@@ -3,7 +3,7 @@
 
 use std::{
     io::Write,
-    net::{IpAddr, Ipv4Addr},
+    net::Ipv4Addr,
     process::{Command, Stdio},
 };
 
@@ -73,20 +73,6 @@ pub(crate) fn nft_delete_table(family: &str, name: &str) {
 /// Write a sysctl under /proc/sys (in this thread's namespace).
 pub(crate) fn sysctl(key: &str, value: &str) -> Result<(), TunnelError> {
     run("sysctl", &["-qw", &format!("{key}={value}")]).map(|_| ())
-}
-
-/// Every address configured on this host (namespace).
-pub(crate) fn local_addresses() -> Vec<IpAddr> {
-    let Ok(out) = run("ip", &["-o", "addr", "show"]) else {
-        return Vec::new();
-    };
-    out.lines()
-        .filter_map(|l| {
-            let mut it = l.split_whitespace();
-            it.find(|w| *w == "inet" || *w == "inet6")?;
-            it.next()?.split('/').next()?.parse().ok()
-        })
-        .collect()
 }
 
 /// `ip route get DST`: the gateway (if any) and device used to reach `dst` now.

@@ -1,6 +1,8 @@
 //! Shared helpers for the lab tests: skip rule, internet-side servers, SOCKS5 clients.
 #![allow(dead_code)]
 
+pub mod targets;
+
 use std::{
     net::{Ipv4Addr, SocketAddr},
     time::Duration,
