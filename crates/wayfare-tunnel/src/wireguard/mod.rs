@@ -10,6 +10,7 @@
 mod buyer;
 mod config;
 mod keys;
+mod offload;
 mod seller;
 mod sys;
 mod tun;
