@@ -155,11 +155,11 @@ async fn write_loop(tun: Arc<AsyncDevice>, mut rx: mpsc::Receiver<BytesMut>) {
             for b in &mut batch {
                 // A zero virtio header: no GSO, no checksum to complete.
                 b[..WRITE_OFFSET].fill(0);
-                if let Err(e) = tun.send(b).await {
-                    if !said_write_error {
-                        tracing::warn!("TUN write failed: {e}");
-                        said_write_error = true;
-                    }
+                if let Err(e) = tun.send(b).await
+                    && !said_write_error
+                {
+                    tracing::warn!("TUN write failed: {e}");
+                    said_write_error = true;
                 }
             }
         }
