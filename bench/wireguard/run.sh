@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Wayfare WireGuard (gotatun + tun-rs, both ends) vs wireguard-go + wg (both ends) in the
-# namespace lab, alternating, iperf3 TCP up and down through each tunnel, plus raw veth.
+# Wayfare WireGuard (gotatun + tun-rs, both ends) vs Debian's wireguard-go + wg (both ends) and,
+# when present, current upstream wireguard-go (../shared/bench-peers/wireguard-go, or CURRENT_WG_GO)
+# in the namespace lab, alternating, iperf3 TCP up and down through each tunnel, plus raw veth.
 # Needs root, iproute2, iperf3, nftables, wireguard-go, wireguard-tools.
-#   ROUNDS=3 SECONDS_PER_RUN=5 bench/wireguard/run.sh
+#   ROUNDS=5 SECONDS_PER_RUN=5 bench/wireguard/run.sh
+#   WAYFARE_TUN_OFFLOAD=off ...   Wayfare on its per-packet path (no TUN offload)
 #   PERF=1 ...   also profiles one Wayfare upload with `perf` (both wayfare tunnel processes)
 set -euo pipefail
-ROUNDS=${ROUNDS:-3}
+ROUNDS=${ROUNDS:-5}
 SECS=${SECONDS_PER_RUN:-5}
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
@@ -14,6 +16,8 @@ for tool in ip iperf3 nft wireguard-go wg; do
 done
 [ "$(id -u)" = 0 ] || { echo "run as root (network namespaces)" >&2; exit 1; }
 export WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD=1
+CUR=${CURRENT_WG_GO:-$ROOT/../shared/bench-peers/wireguard-go}
+[ -x "$CUR" ] || { echo "no current wireguard-go at $CUR: current_* figures are left out" >&2; CUR=""; }
 
 cargo build --release --quiet -p wayfare-cli
 BIN=$CARGO_TARGET_DIR/release/wayfare
@@ -26,7 +30,8 @@ cleanup() {
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
   for n in "$B" "$SL" "$I"; do ip netns del "$n" 2>/dev/null || true; done
-  rm -f "/var/run/wireguard/gs$S.sock" "/var/run/wireguard/gb$S.sock"
+  rm -f "/var/run/wireguard/gs$S.sock" "/var/run/wireguard/gb$S.sock" \
+    "/var/run/wireguard/cs$S.sock" "/var/run/wireguard/cb$S.sock"
   rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -38,6 +43,7 @@ ip -n "$B" addr add 198.18.1.2/24 dev "vb$S"; ip -n "$B" link set "vb$S" up
 ip -n "$SL" addr add 198.18.1.1/24 dev "vs$S"; ip -n "$SL" link set "vs$S" up
 ip -n "$SL" addr add 198.18.2.1/24 dev "vu$S"; ip -n "$SL" link set "vu$S" up
 ip -n "$I" addr add 198.18.2.2/24 dev "vi$S"; ip -n "$I" addr add 198.18.2.3/24 dev "vi$S"
+ip -n "$I" addr add 198.18.2.4/24 dev "vi$S"
 ip -n "$I" link set "vi$S" up
 
 # iperf3 servers: internet host (through the tunnels) and seller host (raw veth).
@@ -56,25 +62,33 @@ CONNECT_PID=$!
 for _ in $(seq 100); do grep -q '^connected' "$WORK/connect.out" 2>/dev/null && break; sleep 0.1; done
 grep -q '^connected' "$WORK/connect.out" || { echo "Wayfare buyer did not connect" >&2; exit 1; }
 
-# wireguard-go both ends: seller 198.19.1.1/24 port 51821, buyer 198.19.1.2, route to 198.18.2.3.
-(umask 077; wg genkey >"$WORK/gs.key"; wg genkey >"$WORK/gb.key")
-GS_PUB=$(wg pubkey <"$WORK/gs.key"); GB_PUB=$(wg pubkey <"$WORK/gb.key")
-ip netns exec "$SL" wireguard-go -f "gs$S" >/dev/null 2>&1 & PIDS+=($!)
-ip netns exec "$B" wireguard-go -f "gb$S" >/dev/null 2>&1 & PIDS+=($!)
-for _ in $(seq 100); do [ -S "/var/run/wireguard/gs$S.sock" ] && [ -S "/var/run/wireguard/gb$S.sock" ] && break; sleep 0.1; done
-ip netns exec "$SL" wg set "gs$S" listen-port 51821 private-key "$WORK/gs.key" peer "$GB_PUB" allowed-ips 198.19.1.2/32
-ip -n "$SL" addr add 198.19.1.1/24 dev "gs$S"; ip -n "$SL" link set "gs$S" mtu 1420 up
-ip netns exec "$SL" sysctl -qw net.ipv4.ip_forward=1
-ip netns exec "$SL" nft -f - <<NFT
-table ip bench_wggo {
+# A wireguard-go pair: $1 binary, $2 iface prefix, $3 third octet of 198.19.X.0/24, $4 seller
+# port, $5 internet address routed through it.
+wggo_pair() {
+  local bin=$1 p=$2 x=$3 port=$4 dst=$5
+  (umask 077; wg genkey >"$WORK/${p}s.key"; wg genkey >"$WORK/${p}b.key")
+  local spub bpub
+  spub=$(wg pubkey <"$WORK/${p}s.key"); bpub=$(wg pubkey <"$WORK/${p}b.key")
+  ip netns exec "$SL" "$bin" -f "${p}s$S" >/dev/null 2>&1 & PIDS+=($!)
+  ip netns exec "$B" "$bin" -f "${p}b$S" >/dev/null 2>&1 & PIDS+=($!)
+  for _ in $(seq 100); do [ -S "/var/run/wireguard/${p}s$S.sock" ] && [ -S "/var/run/wireguard/${p}b$S.sock" ] && break; sleep 0.1; done
+  ip netns exec "$SL" wg set "${p}s$S" listen-port "$port" private-key "$WORK/${p}s.key" peer "$bpub" allowed-ips "198.19.$x.2/32"
+  ip -n "$SL" addr add "198.19.$x.1/24" dev "${p}s$S"; ip -n "$SL" link set "${p}s$S" mtu 1420 up
+  ip netns exec "$SL" nft -f - <<NFT
+table ip bench_${p}go {
   chain postrouting { type nat hook postrouting priority srcnat; policy accept;
-    ip saddr 198.19.1.0/24 oifname != "gs$S" masquerade
+    ip saddr 198.19.$x.0/24 oifname != "${p}s$S" masquerade
   }
 }
 NFT
-ip netns exec "$B" wg set "gb$S" private-key "$WORK/gb.key" peer "$GS_PUB" endpoint 198.18.1.1:51821 allowed-ips 0.0.0.0/0
-ip -n "$B" addr add 198.19.1.2/32 dev "gb$S"; ip -n "$B" link set "gb$S" mtu 1420 up
-ip -n "$B" route add 198.18.2.3/32 dev "gb$S"
+  ip netns exec "$B" wg set "${p}b$S" private-key "$WORK/${p}b.key" peer "$spub" endpoint "198.18.1.1:$port" allowed-ips 0.0.0.0/0
+  ip -n "$B" addr add "198.19.$x.2/32" dev "${p}b$S"; ip -n "$B" link set "${p}b$S" mtu 1420 up
+  ip -n "$B" route add "$dst/32" dev "${p}b$S"
+}
+ip netns exec "$SL" sysctl -qw net.ipv4.ip_forward=1
+# Debian's wireguard-go: 198.19.1.0/24, port 51821, to 198.18.2.3; current: 198.19.2.0/24, 51822, 198.18.2.4.
+wggo_pair "$(command -v wireguard-go)" g 1 51821 198.18.2.3
+[ -n "$CUR" ] && wggo_pair "$CUR" c 2 51822 198.18.2.4
 sleep 1
 
 # iperf3 receiver-side throughput in Mbit/s; $1 = server address, $2 = port, $3 = "" or "-R".
@@ -88,18 +102,21 @@ median() { sort -n | awk '{ a[NR] = $1 } END { if (NR % 2) print a[(NR + 1) / 2]
 # Sanity: each tunnel carries traffic.
 ip netns exec "$B" iperf3 -c 198.18.2.2 -p 5201 -t 1 >/dev/null || { echo "no traffic through Wayfare" >&2; exit 1; }
 ip netns exec "$B" iperf3 -c 198.18.2.3 -p 5201 -t 1 >/dev/null || { echo "no traffic through wireguard-go" >&2; exit 1; }
+[ -z "$CUR" ] || ip netns exec "$B" iperf3 -c 198.18.2.4 -p 5201 -t 1 >/dev/null || { echo "no traffic through current wireguard-go" >&2; exit 1; }
 
-: >"$WORK/wu"; : >"$WORK/wd"; : >"$WORK/gu"; : >"$WORK/gd"; : >"$WORK/v"
+: >"$WORK/wu"; : >"$WORK/wd"; : >"$WORK/gu"; : >"$WORK/gd"; : >"$WORK/cu"; : >"$WORK/cd"; : >"$WORK/v"
 for r in $(seq "$ROUNDS"); do
-  wu=$(run 198.18.2.2 5201 ""); gu=$(run 198.18.2.3 5201 "")
-  wd=$(run 198.18.2.2 5201 -R); gd=$(run 198.18.2.3 5201 -R)
+  wu=$(run 198.18.2.2 5201 ""); gu=$(run 198.18.2.3 5201 ""); cu=0
+  [ -z "$CUR" ] || cu=$(run 198.18.2.4 5201 "")
+  wd=$(run 198.18.2.2 5201 -R); gd=$(run 198.18.2.3 5201 -R); cd=0
+  [ -z "$CUR" ] || cd=$(run 198.18.2.4 5201 -R)
   v=$(run 198.18.1.1 5202 "")
-  echo "round $r: wayfare up $wu down $wd | wireguard-go up $gu down $gd | veth $v (Mbit/s)"
+  echo "round $r: wayfare up $wu down $wd | wireguard-go (Debian) up $gu down $gd | current wireguard-go up $cu down $cd | veth $v (Mbit/s)"
   echo "$wu" >>"$WORK/wu"; echo "$wd" >>"$WORK/wd"; echo "$gu" >>"$WORK/gu"; echo "$gd" >>"$WORK/gd"
-  echo "$v" >>"$WORK/v"
+  echo "$cu" >>"$WORK/cu"; echo "$cd" >>"$WORK/cd"; echo "$v" >>"$WORK/v"
 done
 WU=$(median <"$WORK/wu"); WD=$(median <"$WORK/wd"); GU=$(median <"$WORK/gu"); GD=$(median <"$WORK/gd")
-V=$(median <"$WORK/v")
+CU=$(median <"$WORK/cu"); CD=$(median <"$WORK/cd"); V=$(median <"$WORK/v")
 if [ "${PERF:-0}" = 1 ] && command -v perf >/dev/null; then
   perf record -q -F 999 -g -o "$WORK/perf.data" -p "$SERVE_PID,$CONNECT_PID" -- sleep "$SECS" >/dev/null 2>&1 &
   PERF_PID=$!
@@ -109,5 +126,5 @@ if [ "${PERF:-0}" = 1 ] && command -v perf >/dev/null; then
   perf report -q -i "$WORK/perf.data" --no-children -g none --sort dso,symbol 2>/dev/null | grep -v '^$' | grep '%' | head -30
 fi
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "nan" }'; }
-echo "medians over $ROUNDS rounds of ${SECS}s: wayfare up $WU down $WD, wireguard-go up $GU down $GD, veth $V (Mbit/s)"
-echo "RESULT wayfare_up_mbps=$WU wireguard_go_up_mbps=$GU ratio_up=$(ratio "$WU" "$GU") wayfare_down_mbps=$WD wireguard_go_down_mbps=$GD ratio_down=$(ratio "$WD" "$GD") veth_mbps=$V"
+echo "medians over $ROUNDS rounds of ${SECS}s: wayfare up $WU down $WD, wireguard-go (Debian) up $GU down $GD, current wireguard-go up $CU down $CD, veth $V (Mbit/s)"
+echo "RESULT wayfare_up_mbps=$WU wireguard_go_up_mbps=$GU ratio_up=$(ratio "$WU" "$GU") wayfare_down_mbps=$WD wireguard_go_down_mbps=$GD ratio_down=$(ratio "$WD" "$GD") current_up_mbps=$CU current_ratio_up=$(ratio "$WU" "$CU") current_down_mbps=$CD current_ratio_down=$(ratio "$WD" "$CD") veth_mbps=$V"

@@ -11,6 +11,7 @@ mod buyer;
 mod config;
 mod conntrack;
 mod keys;
+mod offload;
 mod pool;
 mod seller;
 mod sys;

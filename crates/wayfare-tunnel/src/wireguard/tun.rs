@@ -1,7 +1,9 @@
 //! The TUN side of a gotatun device: a tun-rs device wrapped so that every packet passes a
 //! hook (exit policy, session meters, the buyer's inbound filter) before it is delivered.
+//! With TUN offload (see `offload`) every segment of a super-packet passes the hook on its
+//! own, so meters and filters see exactly the packets the per-packet path would.
 
-use std::{io, iter, net::Ipv4Addr, sync::Arc};
+use std::{io, net::Ipv4Addr, sync::Arc};
 
 use gotatun::{
     packet::{Ip, Packet, PacketBufPool},
@@ -9,6 +11,7 @@ use gotatun::{
 };
 use tun_rs::AsyncDevice;
 
+use super::offload::{self, RxBufs, Writer};
 use crate::TunnelError;
 
 /// What a side does with packets crossing its TUN.
@@ -24,6 +27,13 @@ pub(crate) struct TunIo<H> {
     tun: Arc<AsyncDevice>,
     hooks: Arc<H>,
     mtu: u16,
+    /// The device carries virtio headers (offload on).
+    offload: bool,
+    /// This clone's read buffers and the packets of its last read (offload only).
+    rx: Option<Box<RxBufs>>,
+    out: Vec<Packet<Ip>>,
+    /// This clone's batching writer, spawned on its first send (offload only).
+    writer: Option<Writer>,
 }
 
 impl<H> Clone for TunIo<H> {
@@ -32,6 +42,10 @@ impl<H> Clone for TunIo<H> {
             tun: self.tun.clone(),
             hooks: self.hooks.clone(),
             mtu: self.mtu,
+            offload: self.offload,
+            rx: None,
+            out: Vec::new(),
+            writer: None,
         }
     }
 }
@@ -45,28 +59,81 @@ impl<H: Hooks> TunIo<H> {
         mtu: u16,
         hooks: Arc<H>,
     ) -> Result<Self, TunnelError> {
-        let tun = tun_rs::DeviceBuilder::new()
-            .name(name)
-            .ipv4(addr, prefix, None)
-            .mtu(mtu)
-            .tx_queue_len(1000)
-            .build_async()
-            .map_err(|e| TunnelError::System(format!("create TUN {name}: {e}")))?;
+        let (tun, offload) = offload::open_tun(name, addr, prefix, mtu)?;
         Ok(Self {
             tun: Arc::new(tun),
             hooks,
             mtu,
+            offload,
+            rx: None,
+            out: Vec::new(),
+            writer: None,
         })
+    }
+
+    /// One TUN read, split into segments; the hooked-through ones land in `self.out`.
+    async fn read_segments(&mut self, pool: &mut PacketBufPool) -> io::Result<()> {
+        let rx = self
+            .rx
+            .get_or_insert_with(|| Box::new(RxBufs::new(self.mtu)));
+        let n = match self
+            .tun
+            .recv_multiple(&mut rx.original, &mut rx.bufs, &mut rx.sizes, 0)
+            .await
+        {
+            Ok(n) => n,
+            Err(e) if offload::is_fatal_read(&e) => return Err(e),
+            Err(e) => {
+                offload::note_bad_read(&e);
+                return Ok(());
+            }
+        };
+        for (buf, &size) in rx.bufs.iter().zip(&rx.sizes).take(n) {
+            let Some(seg) = buf.get(..size) else { continue };
+            if !self.hooks.on_routed(seg) {
+                continue;
+            }
+            let mut packet = pool.get();
+            packet.truncate(0);
+            packet.buf_mut().extend_from_slice(seg);
+            if let Ok(p) = packet.try_into_ip() {
+                self.out.push(p);
+            }
+        }
+        Ok(())
+    }
+
+    /// One read without offload: one packet.
+    async fn read_one(&mut self, pool: &mut PacketBufPool) -> io::Result<()> {
+        let mut packet = pool.get();
+        let n = self.tun.recv(&mut packet).await?;
+        packet.truncate(n);
+        if !self.hooks.on_routed(&packet.as_ref()[..n]) {
+            return Ok(());
+        }
+        if let Ok(p) = packet.try_into_ip() {
+            self.out.push(p);
+        }
+        Ok(())
     }
 }
 
 impl<H: Hooks> IpSend for TunIo<H> {
     async fn send(&mut self, packet: Packet<Ip>) -> io::Result<()> {
         let bytes = packet.into_bytes();
-        if self.hooks.on_decrypted(bytes.as_ref()) {
-            self.tun.send(bytes.as_ref()).await?;
+        // The hook sees each packet before any coalescing, so filters and meters stay per packet.
+        if !self.hooks.on_decrypted(bytes.as_ref()) {
+            return Ok(());
         }
-        Ok(())
+        if self.offload {
+            let tun = &self.tun;
+            let writer = self
+                .writer
+                .get_or_insert_with(|| Writer::spawn(tun.clone()));
+            writer.send(bytes.as_ref()).await
+        } else {
+            self.tun.send(bytes.as_ref()).await.map(|_| ())
+        }
     }
 }
 
@@ -75,18 +142,15 @@ impl<H: Hooks> IpRecv for TunIo<H> {
         &'a mut self,
         pool: &mut PacketBufPool,
     ) -> io::Result<impl Iterator<Item = Packet<Ip>> + Send + 'a> {
-        loop {
-            let mut packet = pool.get();
-            let n = self.tun.recv(&mut packet).await?;
-            packet.truncate(n);
-            if !self.hooks.on_routed(&packet.as_ref()[..n]) {
-                continue;
-            }
-            match packet.try_into_ip() {
-                Ok(p) => return Ok(iter::once(p)),
-                Err(_) => continue,
+        self.out.clear();
+        while self.out.is_empty() {
+            if self.offload {
+                self.read_segments(pool).await?;
+            } else {
+                self.read_one(pool).await?;
             }
         }
+        Ok(self.out.drain(..))
     }
 
     fn mtu(&self) -> MtuWatcher {
