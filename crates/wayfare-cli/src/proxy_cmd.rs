@@ -78,7 +78,8 @@ fn fmt_meter(m: MeterSnapshot) -> String {
 
 async fn serve(a: ServeArgs) -> anyhow::Result<()> {
     anyhow::ensure!(a.sessions >= 1, "--sessions must be at least 1");
-    let policy = ExitPolicy::with_allowed(a.allow.clone());
+    // A chain-less proxy serves its operator: an explicit `--allow 127.0.0.0/8` opens loopback.
+    let policy = ExitPolicy::with_allowed(a.allow.clone()).opening_allowed_loopback();
     let names: Vec<String> = (1..=a.sessions).map(|i| format!("session-{i}")).collect();
     let mut uris = Vec::new();
     enum Running {

@@ -92,6 +92,8 @@ impl fmt::Display for Cidr {
 pub struct ExitPolicy {
     allow: Vec<Cidr>,
     own: Option<LocalAddrs>,
+    /// Loopback opened by an explicit allow (the chain-less `wayfare proxy` tool only).
+    open_loopback: bool,
 }
 
 /// Why a destination was refused.
@@ -141,7 +143,16 @@ impl ExitPolicy {
         Self {
             allow: allow.into_iter().collect(),
             own: None,
+            open_loopback: false,
         }
+    }
+
+    /// Lets allow-listed loopback addresses through (off by default, never set by the daemon):
+    /// for a plain proxy whose operator serves only itself, e.g. `wayfare proxy serve --allow
+    /// 127.0.0.0/8`. Metadata, unspecified and the host's other addresses stay closed.
+    pub fn opening_allowed_loopback(mut self) -> Self {
+        self.open_loopback = true;
+        self
     }
 
     /// Also deny the addresses in `own` (the seller host's, kept fresh by its owner).
@@ -167,6 +178,9 @@ impl ExitPolicy {
             IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
             v4 => v4,
         };
+        if self.open_loopback && ip.is_loopback() && self.allow.iter().any(|c| c.contains(ip)) {
+            return Ok(());
+        }
         if self
             .own
             .as_ref()
@@ -341,6 +355,22 @@ mod tests {
             Err(Denied::Internal(ip("10.1.2.3"))),
             "a mapped address is reported as its IPv4 address"
         );
+    }
+
+    #[test]
+    fn only_the_plain_proxy_opens_an_allowed_loopback() {
+        let allow = vec!["127.0.0.0/8".parse().unwrap()];
+        let own = LocalAddrs::fixed(vec![ip("127.0.0.1"), ip("198.18.1.1")]);
+        let daemon = ExitPolicy::with_allowed(allow.clone()).with_local_addrs(own.clone());
+        assert!(daemon.check(ip("127.0.0.1")).is_err());
+        let proxy = ExitPolicy::with_allowed(allow)
+            .opening_allowed_loopback()
+            .with_local_addrs(own);
+        assert_eq!(proxy.check(ip("127.0.0.1")), Ok(()));
+        // Not allow-listed, or not loopback: still closed.
+        assert!(proxy.check(ip("::1")).is_err());
+        assert!(proxy.check(ip("198.18.1.1")).is_err());
+        assert!(proxy.check(ip("169.254.169.254")).is_err());
     }
 
     #[test]
