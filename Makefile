@@ -17,7 +17,7 @@ WAYFARE := $(CARGO_TARGET_DIR)/debug/wayfare
 
 
 .PHONY: help setup apt npm build devnet test test-contracts test-rust lint fmt demo artifacts snapshot bench-proto \
-	bench-shadowsocks bench-wireguard bench-connect bench-indexer
+	bench-shadowsocks bench-wireguard bench-connect bench-indexer bench-flood
 
 help:
 	@echo "make test        set up everything, then run every test"
@@ -29,6 +29,7 @@ help:
 	@echo "make bench-shadowsocks  Wayfare shadowsocks vs shadowsocks-libev (iperf3, namespace lab, root)"
 	@echo "make bench-wireguard    Wayfare WireGuard vs wireguard-go (iperf3, namespace lab, root)"
 	@echo "make bench-connect      time from \`wayfare connect\` to the first byte through the tunnel (devnet)"
+	@echo "make bench-flood        a 50-peer quote flood against a paying session: absorbed rate, memory, honest p99 (root)"
 	@echo "make bench-indexer      reputation indexer throughput on 100,000 market events read from anvil (devnet)"
 
 setup: apt npm
@@ -90,6 +91,9 @@ bench-wireguard: setup
 BENCH_PROFILE ?= dev
 bench-connect: setup npm
 	$(CARGO) bench -p wayfare-cli --bench connect --profile $(BENCH_PROFILE)
+
+bench-flood: setup npm
+	$(CARGO) bench -p wayfare-cli --bench flood --profile $(BENCH_PROFILE)
 
 bench-indexer: setup npm
 	$(CARGO) bench -p wayfare-node --bench indexer --profile $(BENCH_PROFILE)

@@ -73,7 +73,9 @@ impl RefusalKind {
     pub fn of_session_error(e: &SessionError) -> Self {
         match e {
             SessionError::Signature(_) => Self::BadSignature,
-            SessionError::StaleVoucher { .. } | SessionError::StaleRun { .. } => Self::Replayed,
+            SessionError::StaleVoucher { .. }
+            | SessionError::StaleRun { .. }
+            | SessionError::Replayed { .. } => Self::Replayed,
             SessionError::WrongChannel { .. } => Self::UnknownSession,
             _ => Self::BadRequest,
         }

@@ -305,6 +305,20 @@ impl LabNet {
         self.lab.is_some()
     }
 
+    /// A runtime on the attacker host (made on first use; see [`Lab::add_attacker`]), for a
+    /// hostile peer that reaches the seller at [`lab::SELLER_FROM_ATTACKER_IP`] and the buyer at
+    /// [`lab::BUYER_FROM_ATTACKER_IP`]. Needs the namespace lab.
+    pub fn attacker_runtime(&mut self, workers: usize) -> Result<NsRuntime, LabNetError> {
+        let lab = self
+            .lab
+            .as_mut()
+            .ok_or_else(|| err("the attacker host needs the namespace lab (run as root)"))?;
+        lab.add_attacker()
+            .map_err(err)?
+            .runtime(workers)
+            .map_err(err)
+    }
+
     /// The web server on the internet host.
     pub fn http(&self) -> SocketAddr {
         self.http

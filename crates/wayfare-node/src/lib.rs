@@ -17,6 +17,7 @@
 //!  labnet      a whole network on one machine (namespace lab or loopback): demo and e2e tests
 //! ```
 
+pub mod ack_latency;
 pub mod actions;
 pub mod api;
 pub mod api_types;

@@ -14,6 +14,8 @@ pub struct Metrics {
     tx_failures: AtomicU64,
     /// Refused peer messages, by reason (and the once-per-peer log).
     pub refused: crate::inbound::RefusalLog,
+    /// How long the seller takes to answer our vouchers.
+    pub voucher_acks: crate::ack_latency::AckLatency,
 }
 
 impl Metrics {
@@ -91,6 +93,7 @@ impl Metrics {
             ));
         }
         out.push_str(&self.refused.render());
+        out.push_str(&self.voucher_acks.render(std::time::Instant::now()));
         for (name, help, v) in gauges {
             out.push_str(&format!(
                 "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}\n"

@@ -165,8 +165,11 @@ impl Shared {
         let (tx, mut rx) = mpsc::unbounded_channel::<Vec<u8>>();
         let p2p = self.p2p.clone();
         let internal = self.internal.clone();
+        let metrics = self.metrics.clone();
         tokio::spawn(async move {
             while let Some(bytes) = rx.recv().await {
+                let voucher = matches!(Message::decode(&bytes), Ok(Message::Voucher(_)));
+                let sent = std::time::Instant::now();
                 // One stuck request must not hold the ones behind it (the next voucher) past
                 // the seller's grace: give up on it; the session resends what matters.
                 let result =
@@ -177,6 +180,11 @@ impl Shared {
                             reason: format!("no answer within {} s", SEND_TIMEOUT.as_secs()),
                         }),
                     };
+                if voucher && result.is_ok() {
+                    metrics
+                        .voucher_acks
+                        .record(std::time::Instant::now(), sent.elapsed());
+                }
                 if internal
                     .send(Internal::Reply {
                         session: session.clone(),

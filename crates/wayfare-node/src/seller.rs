@@ -45,16 +45,31 @@ pub const MAX_PENDING_PER_PEER: usize = 4;
 /// Most quoted sessions in all: past it new quote requests are refused until some expire.
 pub const MAX_PENDING_TOTAL: usize = 256;
 
-/// Whether a message from a peer other than the session's may be tried: only one that carries a
-/// signature of the channel's voucher signer and is new to the session (a voucher above the
-/// best held; a resume or close request, whose signature and run the session checks).
-fn proves_itself(session: &SellerSession, message: &Message) -> bool {
-    match message {
-        Message::Voucher(v) => {
-            session.is_open() && session.best_voucher().is_none_or(|b| v.amount > b.amount)
+/// What a message from a peer other than the session's may do: only one that carries a
+/// signature of the channel's voucher signer and may be new to the session is handed to it (the
+/// session then checks the signature, the amount and the run, so a forgery is `BadSignature` and
+/// an old one `Replayed`); a retransmission of the current run's `Resume` is not new and re-binds
+/// nothing.
+fn stranger_may_try(session: &SellerSession, message: &Message) -> Result<(), Refused> {
+    let open = session.is_open();
+    let tried = match message {
+        Message::Voucher(_) | Message::CloseRequest(_) => open,
+        Message::Resume(r) if open && !session.is_paused() && r.run == session.run() => {
+            return Err(Refused::new(
+                RefusalKind::Replayed,
+                "a resume of the channel's current run from another peer changes nothing",
+            ));
         }
-        Message::Resume(_) | Message::CloseRequest(_) => session.is_open(),
+        Message::Resume(_) => open,
         _ => false,
+    };
+    if tried {
+        Ok(())
+    } else {
+        Err(Refused::new(
+            RefusalKind::NotYourSession,
+            "this channel's session belongs to another peer",
+        ))
     }
 }
 
@@ -323,11 +338,8 @@ impl SellerRole {
             .get_mut(&id)
             .ok_or_else(|| Refused::new(RefusalKind::UnknownSession, "session gone"))?;
         let stranger = entry.peer != peer;
-        if stranger && !proves_itself(&entry.session, &message) {
-            return Err(Refused::new(
-                RefusalKind::NotYourSession,
-                "this channel's session belongs to another peer",
-            ));
+        if stranger {
+            stranger_may_try(&entry.session, &message)?;
         }
         if let Err(e) = entry.session.handle_message(message, now) {
             let kind = RefusalKind::of_session_error(&e);

@@ -324,3 +324,30 @@ fn quote_to_the_buyer() {
         .expect("valid quote");
     assert!(w.buyer.snapshot().is_some());
 }
+
+#[test]
+fn close_consent_outside_a_close_is_a_replay_and_a_forged_one_is_refused_as_such() {
+    let mut w = serving();
+    let channel = w.buyer.channel_id().unwrap();
+    let amount = w.buyer.last_voucher().unwrap().amount;
+    let consent = |key: &SecretKey| SignedCloseConsent {
+        channel_id: channel,
+        amount,
+        signature: key.sign_digest(eip712::close_consent_digest(channel, amount, &our_domain())),
+    };
+    let before = w.buyer.snapshot();
+    assert_signature_error(
+        "a forged consent while serving",
+        w.buyer
+            .handle_message(Message::CloseConsent(consent(&mallory())), w.t()),
+    );
+    let r = w
+        .buyer
+        .handle_message(Message::CloseConsent(consent(&seller_key())), w.t());
+    assert!(
+        matches!(r, Err(SessionError::Replayed { .. })),
+        "a genuine consent nobody asked for: {r:?}"
+    );
+    assert_eq!(w.buyer.snapshot(), before, "the consent changed the buyer");
+    assert!(w.buyer.is_serving());
+}

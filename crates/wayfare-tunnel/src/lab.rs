@@ -6,6 +6,8 @@
 //!                       198.18.2.1 ---veth--- 198.18.2.2
 //! ```
 //! The buyer has no route to 198.18.2.0/24; only the seller can reach the internet ns.
+//! [`Lab::add_attacker`] adds a fourth host, a hostile peer with a link to each of the buyer
+//! (198.18.4.2 → 198.18.4.1) and the seller (198.18.3.2 → 198.18.3.1), forwarding for no one.
 //! Names carry a random suffix; namespaces are deleted on drop, also when a test panics.
 //! [`NsRuntime`] runs async code with every worker thread inside one namespace.
 
@@ -31,6 +33,15 @@ pub const SELLER_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 1, 1);
 pub const SELLER_UPLINK_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 2, 1);
 /// The "internet" host.
 pub const INTERNET_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 2, 2);
+
+/// The seller as the attacker host reaches it.
+pub const SELLER_FROM_ATTACKER_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 3, 1);
+/// The attacker's address on its link to the seller.
+pub const ATTACKER_TO_SELLER_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 3, 2);
+/// The buyer as the attacker host reaches it.
+pub const BUYER_FROM_ATTACKER_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 4, 1);
+/// The attacker's address on its link to the buyer.
+pub const ATTACKER_TO_BUYER_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 4, 2);
 
 /// Why the lab cannot run here, if it cannot (not root, no `ip`).
 pub fn unavailable_reason() -> Option<String> {
@@ -139,6 +150,9 @@ pub struct Lab {
     pub seller: Netns,
     /// Internet host.
     pub internet: Netns,
+    /// The hostile peer's host, once [`Lab::add_attacker`] made it.
+    pub attacker: Option<Netns>,
+    suffix: String,
 }
 
 fn ip(args: &[&str]) -> Result<(), TunnelError> {
@@ -171,6 +185,8 @@ impl Lab {
             internet: Netns {
                 name: format!("wf-inet-{sfx}"),
             },
+            attacker: None,
+            suffix: sfx.clone(),
         };
         // From here on, Drop cleans up whatever was created.
         for ns in [&lab.buyer, &lab.seller, &lab.internet] {
@@ -197,11 +213,53 @@ impl Lab {
         }
         Ok(lab)
     }
+
+    /// Adds (once) the attacker host, linked to the buyer and to the seller; returns it.
+    pub fn add_attacker(&mut self) -> Result<&Netns, TunnelError> {
+        if self.attacker.is_none() {
+            let sfx = &self.suffix;
+            let a = format!("wf-evil-{sfx}");
+            ip(&["netns", "add", &a])?;
+            self.attacker = Some(Netns { name: a.clone() });
+            ip(&["-n", &a, "link", "set", "lo", "up"])?;
+            let links = [
+                (
+                    &self.seller.name,
+                    "xs",
+                    SELLER_FROM_ATTACKER_IP,
+                    ATTACKER_TO_SELLER_IP,
+                ),
+                (
+                    &self.buyer.name,
+                    "xb",
+                    BUYER_FROM_ATTACKER_IP,
+                    ATTACKER_TO_BUYER_IP,
+                ),
+            ];
+            for (victim, tag, victim_ip, attacker_ip) in links {
+                let (va, vv) = (format!("{tag}a{sfx}"), format!("{tag}v{sfx}"));
+                ip(&[
+                    "link", "add", &va, "netns", &a, "type", "veth", "peer", "name", &vv, "netns",
+                    victim,
+                ])?;
+                for (ns, dev, addr) in [(&a, &va, attacker_ip), (victim, &vv, victim_ip)] {
+                    ip(&["-n", ns, "addr", "add", &format!("{addr}/24"), "dev", dev])?;
+                    ip(&["-n", ns, "link", "set", dev, "up"])?;
+                }
+            }
+        }
+        self.attacker
+            .as_ref()
+            .ok_or_else(|| TunnelError::Lab("attacker host missing".into()))
+    }
 }
 
 impl Drop for Lab {
     fn drop(&mut self) {
-        for ns in [&self.buyer, &self.seller, &self.internet] {
+        for ns in [&self.buyer, &self.seller, &self.internet]
+            .into_iter()
+            .chain(self.attacker.as_ref())
+        {
             let _ = Command::new("ip")
                 .args(["netns", "del", &ns.name])
                 .stderr(Stdio::null())

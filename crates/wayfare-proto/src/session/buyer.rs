@@ -1078,11 +1078,15 @@ impl BuyerSession {
 
     fn on_consent(&mut self, c: SignedCloseConsent) -> Result<(), SessionError> {
         self.check_channel(c.channel_id)?;
-        if self.phase != Phase::Closing {
-            return Ok(());
-        }
+        // The signature first: a forgery is refused as one in every phase.
         let digest = eip712::close_consent_digest(c.channel_id, c.amount, &self.domain);
         eip712::verify_signer(digest, &c.signature, self.params.seller_signer)?;
+        if self.phase != Phase::Closing {
+            // The seller consents only when asked: outside a close this is an old consent again.
+            return Err(SessionError::Replayed {
+                message: "CloseConsent",
+            });
+        }
         let Some(v) = self.last_voucher else {
             return Ok(());
         };

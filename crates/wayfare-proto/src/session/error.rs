@@ -53,6 +53,13 @@ pub enum SessionError {
         /// The channel's current run.
         current: u32,
     },
+    /// A genuine message that this session already acted on or never asked for (a seller's
+    /// consent outside a close): nothing changes.
+    #[error("{message} again, or unasked for: ignored as a replay")]
+    Replayed {
+        /// The message.
+        message: &'static str,
+    },
     /// A signature did not verify.
     #[error("bad signature: {0}")]
     Signature(#[from] VerifyError),

@@ -1,0 +1,282 @@
+//! Hostile peers in the end-to-end lab: a real libp2p node built from `wayfare-p2p`, on a fourth
+//! host linked to both the buyer and the seller, attacks a live session between real daemons on
+//! a real anvil. Every attack must change nothing: the honest session stays up, is paid and
+//! settled, the buyer still rates the seller 5, and each attack shows in the victims' `/metrics`.
+//!
+//! The replays are messages signed with the parties' own keys exactly as the parties once sent
+//! them (what an attacker that captured them would hold): an old voucher, the pause of an earlier
+//! run and the resume of the current one, the seller's usage report of an earlier run and its
+//! consent outside a close.
+//!
+//! `cargo test hostile_` runs them all; they need root (the namespace lab).
+
+mod lab;
+
+use std::time::{Duration, Instant};
+
+use alloy_primitives::{B256, U256};
+use lab::attacker::*;
+use lab::*;
+use wayfare_node::{config::ServiceName, labnet::Daemon};
+use wayfare_proto::messages::{CloseReason, Message, RefusalReason, SignedVoucher};
+
+/// The buyer's live session as `wayfare status` shows it, if it is serving.
+fn serving(w: &World) -> Option<serde_json::Value> {
+    let st = w.net.cli_json(&w.buyer, &["status"]).ok()?;
+    st["sessions"]
+        .as_array()?
+        .iter()
+        .find(|s| s["phase"] == "connected")
+        .cloned()
+}
+
+/// The seller's best voucher for `id` once it is above `above`.
+fn voucher_above(w: &World, id: B256, above: U256, within: Duration) -> U256 {
+    w.net
+        .wait_for("a newer voucher at the seller", within, || {
+            w.seller_channels()
+                .into_iter()
+                .find(|c| c["id"].as_str() == Some(&id.to_string()))
+                .map(|c| u256(&c["voucher_wei"]))
+                .filter(|v| *v > above)
+        })
+        .unwrap_or_else(|e| panic!("{e}\n{}", w.logs()))
+}
+
+/// Ends the honest session and checks it ended as if no attacker had been there: closed on
+/// chain with the deposit conserved, settled at the seller's meter within tolerance, and rated 5.
+fn close_and_check_unharmed(w: &World, id: B256) {
+    w.net
+        .cli(&w.buyer, &["disconnect", "--close"])
+        .unwrap_or_else(|e| panic!("{e}\n{}", w.logs()));
+    let (to_seller, to_buyer) = w.wait_closed(id, Duration::from_secs(60));
+    assert_eq!(
+        to_seller + to_buyer,
+        U256::from(DEPOSIT),
+        "deposit conserved"
+    );
+    let s = w.seller_session(id);
+    let owed = u256(&s["owed_wei"]);
+    let slack = owed * U256::from(2) / U256::from(100) + U256::from(X);
+    let diff = to_seller.max(owed) - to_seller.min(owed);
+    assert!(
+        diff <= slack,
+        "settled {to_seller} wei, the seller's meter says {owed} (diff {diff} > {slack})\n{}",
+        w.logs()
+    );
+    let (stars, _) = w.wait_rating("the buyer's rating", |e, buyer| e.rater == buyer);
+    assert_eq!(
+        stars,
+        5,
+        "the attacks changed the buyer's rating\n{}",
+        w.logs()
+    );
+}
+
+fn refused(w: &World, d: &Daemon, reason: &str) -> f64 {
+    w.metric(
+        d,
+        &format!("wayfare_messages_refused_total{{reason=\"{reason}\"}}"),
+    )
+}
+
+/// Closing, pausing, forging and replaying against a live session, from a peer that is not its
+/// party: each is refused with its reason, counted, and the session goes on unharmed.
+#[test]
+fn hostile_peer_cannot_end_pause_or_fool_a_live_session() {
+    if !lab_available("hostile_peer_cannot_end_pause_or_fool_a_live_session") {
+        return;
+    }
+    let mut w = World::new(true, spec(vec![ServiceName::Shadowsocks]));
+    // A first run, paused, then a second: the replays below are of the first run.
+    let id = channel_id(&w.connect("shadowsocks"));
+    w.net.download(Some(w.buyer.service_port), 4 * MIB).unwrap();
+    let first_run_paid = w.wait_seller_voucher(id);
+    w.net.cli(&w.buyer, &["disconnect"]).unwrap();
+    w.net
+        .wait_for("the session to pause", Duration::from_secs(20), || {
+            let st = w.net.cli_json(&w.buyer, &["status"]).ok()?;
+            st["sessions"]
+                .as_array()?
+                .iter()
+                .any(|s| s["phase"] == "paused")
+                .then_some(())
+        })
+        .unwrap_or_else(|e| panic!("{e}\n{}", w.logs()));
+    assert_eq!(channel_id(&w.connect("shadowsocks")), id);
+    w.net.download(Some(w.buyer.service_port), 4 * MIB).unwrap();
+    let paid = voucher_above(&w, id, first_run_paid, Duration::from_secs(20));
+
+    let keys = PartyKeys::read(&w, id);
+    let evil = Attacker::new(&mut w);
+    let d = evil.domain.clone();
+    let m = mallory();
+    let (seller, buyer) = (&w.sellers[0], &w.buyer);
+    let before = |reason| (refused(&w, seller, reason), refused(&w, buyer, reason));
+    let (sig0, replay0) = (before("bad_signature"), before("replayed"));
+    let node = evil.node();
+    use RefusalReason::{BadRequest, BadSignature, Replayed};
+    use To::{Buyer, Seller};
+
+    // To the seller: end or pause a channel it does not own; replay the buyer's old messages.
+    let done = close(&d, id, 1, CloseReason::BuyerDone, &m);
+    evil.expect_refused(&node, "a close it signed", Seller, done, BadSignature);
+    let pause = close(&d, id, 1, CloseReason::Pause, &m);
+    evil.expect_refused(&node, "a pause it signed", Seller, pause, BadSignature);
+    let old = voucher(&d, id, first_run_paid, &keys.voucher);
+    evil.expect_refused(&node, "an old voucher", Seller, old, Replayed);
+    let old_pause = close(&d, id, 0, CloseReason::Pause, &keys.voucher);
+    evil.expect_refused(&node, "the first run's pause", Seller, old_pause, Replayed);
+    let again = resume(&d, id, 1, &keys.voucher);
+    evil.expect_refused(&node, "the current run's resume", Seller, again, Replayed);
+    // To the buyer: a seller that over-metered, a cut, a consent — forged or replayed.
+    let huge = usage(&d, id, 1, 10 << 30, &m);
+    evil.expect_refused(&node, "a forged usage report", Buyer, huge, BadSignature);
+    let old_usage = usage(&d, id, 0, 10 << 30, &keys.seller);
+    evil.expect_refused(&node, "the first run's usage", Buyer, old_usage, Replayed);
+    let cut = close(&d, id, 1, CloseReason::PaymentProblem, &m);
+    evil.expect_refused(&node, "a forged cut", Buyer, cut, BadSignature);
+    let forged = consent(&d, id, paid, &m);
+    evil.expect_refused(&node, "a forged consent", Buyer, forged, BadSignature);
+    let unasked = consent(&d, id, first_run_paid, &keys.seller);
+    evil.expect_refused(&node, "a consent outside a close", Buyer, unasked, Replayed);
+    // Malformed bytes, from an identity of their own (the p2p layer strikes the sender).
+    let junk = evil.node();
+    for (to, bytes) in [
+        (Seller, vec![0xff; 64]),
+        (Buyer, vec![0x02, 0x01]),
+        (
+            Seller,
+            Message::Voucher(SignedVoucher {
+                channel_id: id,
+                amount: U256::MAX,
+                signature: [0; 65],
+            })
+            .encode()[..40]
+                .to_vec(),
+        ),
+    ] {
+        match evil.send(&junk, to, bytes) {
+            Ok(Some(Message::Refusal(r))) if r.reason == BadRequest => {}
+            other => panic!("malformed bytes to the {to:?}: expected BadRequest, got {other:?}"),
+        }
+    }
+
+    // Each attack is counted where it landed.
+    let (sig1, replay1) = (before("bad_signature"), before("replayed"));
+    assert!(
+        sig1.0 - sig0.0 >= 2.0,
+        "seller bad_signature {sig0:?} -> {sig1:?}"
+    );
+    assert!(
+        replay1.0 - replay0.0 >= 3.0,
+        "seller replayed {replay0:?} -> {replay1:?}"
+    );
+    assert!(
+        sig1.1 - sig0.1 >= 3.0,
+        "buyer bad_signature {sig0:?} -> {sig1:?}"
+    );
+    assert!(
+        replay1.1 - replay0.1 >= 2.0,
+        "buyer replayed {replay0:?} -> {replay1:?}"
+    );
+    let malformed = "wayfare_p2p_requests_malformed_total";
+    assert!(w.metric(seller, malformed) >= 2.0, "{}", w.metrics(seller));
+    assert!(w.metric(buyer, malformed) >= 1.0, "{}", w.metrics(buyer));
+
+    // A restarted seller keeps the session bound to its buyer: the stranger's `Opened` (taken
+    // only from the session's own peer) is still not its to send, and the buyer goes on.
+    let mut w = w;
+    w.net
+        .restart(&mut w.sellers[0])
+        .unwrap_or_else(|e| panic!("restart the seller: {e}"));
+    let opened = Message::Opened(wayfare_proto::messages::Opened {
+        channel_id: id,
+        tx_hash: B256::repeat_byte(1),
+    });
+    // The restarted process counts afresh: `not_your_session`, not `unknown_session` (the wire
+    // reason is the same for both), shows the session came back bound to its buyer.
+    let retry = Instant::now();
+    loop {
+        let reply = evil.send(&node, Seller, opened.encode());
+        let seller = &w.sellers[0];
+        if refused(&w, seller, "not_your_session") >= 1.0 {
+            assert_eq!(refused(&w, seller, "unknown_session"), 0.0, "{reply:?}");
+            break;
+        }
+        assert!(
+            retry.elapsed() < Duration::from_secs(20),
+            "after a restart the stranger's Opened got {reply:?}\n{}",
+            w.logs()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+
+    // Nothing changed: still serving, still carrying traffic, still paid, then settled.
+    let live = serving(&w).unwrap_or_else(|| panic!("the session stopped serving\n{}", w.logs()));
+    assert_eq!(channel_id(&live), id);
+    w.net.download(Some(w.buyer.service_port), 4 * MIB).unwrap();
+    voucher_above(&w, id, paid, Duration::from_secs(20));
+    close_and_check_unharmed(&w, id);
+}
+
+/// Quote requests flooded from 50 peer ids for 60 s while a buyer pays: the seller refuses what
+/// is over its caps, the buyer's vouchers keep being taken within their grace, and the session
+/// ends as if nothing happened.
+#[test]
+fn hostile_quote_flood_does_not_starve_a_paying_buyer() {
+    if !lab_available("hostile_quote_flood_does_not_starve_a_paying_buyer") {
+        return;
+    }
+    let mut w = World::new(true, spec(vec![ServiceName::Shadowsocks]));
+    let id = channel_id(&w.connect("shadowsocks"));
+    w.net.download(Some(w.buyer.service_port), MIB).unwrap();
+    let mut paid = w.wait_seller_voucher(id);
+    let evil = Attacker::new(&mut w);
+    let flood = Duration::from_secs(60);
+    let running = evil.flood_quotes(50, flood);
+
+    // Meanwhile the honest buyer downloads and pays; its session must never stop serving.
+    let start = Instant::now();
+    let mut rounds = 0;
+    while start.elapsed() < flood {
+        assert!(
+            serving(&w).is_some(),
+            "the session stopped serving during the flood ({:?} in)\n{}",
+            start.elapsed(),
+            w.logs()
+        );
+        w.net
+            .download(Some(w.buyer.service_port), MIB)
+            .unwrap_or_else(|e| panic!("download during the flood: {e}\n{}", w.logs()));
+        // The buyer pays every 2 s, the seller allows 1 s + 4 s of grace: a voucher within 6 s.
+        paid = voucher_above(&w, id, paid, Duration::from_secs(6));
+        rounds += 1;
+    }
+    let FloodTally {
+        quotes,
+        refusals,
+        failures,
+    } = running.wait(&evil.rt);
+    eprintln!(
+        "flood: {quotes} quotes, {refusals} refusals, {failures} failed requests; honest rounds {rounds}"
+    );
+    assert!(
+        quotes + refusals > 1000,
+        "the flood hardly ran: {quotes} + {refusals}"
+    );
+    let seller = &w.sellers[0];
+    let too_many = refused(&w, seller, "too_many_pending");
+    assert!(
+        too_many > 0.0,
+        "no quote was refused over the caps\n{}",
+        w.metrics(seller)
+    );
+    // 4 waiting quotes per peer; a quote waits for its channel until the offer expires (5 min),
+    // so none made room during the minute.
+    assert!(
+        quotes <= 50 * 4,
+        "the seller kept quoting past its per-peer cap: {quotes}"
+    );
+    close_and_check_unharmed(&w, id);
+}
