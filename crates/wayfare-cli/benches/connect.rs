@@ -44,7 +44,7 @@ fn main() {
     }
     let seller = net.start_seller(&spec).expect("seller");
     let buyer = net
-        .start_buyer(&[&seller], U256::from(50_000_000_000_000_000u128))
+        .start_buyer(U256::from(50_000_000_000_000_000u128))
         .expect("buyer");
     net.wait_for("the offer", Duration::from_secs(60), || {
         net.cli_json(&buyer, &["offers"])

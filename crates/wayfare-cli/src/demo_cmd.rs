@@ -138,9 +138,8 @@ fn run_blocking(args: DemoArgs) -> anyhow::Result<()> {
         }
         sellers.push(net.start_seller(&spec)?);
     }
-    let refs: Vec<&Daemon> = sellers.iter().collect();
     step("starting the buyer daemon");
-    let buyer = net.start_buyer(&refs, U256::from(50_000_000_000_000_000u128))?;
+    let buyer = net.start_buyer(U256::from(50_000_000_000_000_000u128))?;
 
     step("waiting for the sellers' announcements");
     let n = args.sellers;

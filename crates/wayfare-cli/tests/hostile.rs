@@ -280,3 +280,96 @@ fn hostile_quote_flood_does_not_starve_a_paying_buyer() {
     );
     close_and_check_unharmed(&w, id);
 }
+
+/// What a stranger joining at the relay collects about the seller — identify, the DHT, gossiped
+/// announcements, its connections, and the answer to a quote — in Debug form, with that answer.
+fn observe(w: &mut World) -> (String, Result<Option<Message>, wayfare_p2p::P2pError>) {
+    let evil = Attacker::new(w);
+    let relay = w.net.relay_addr().parse().expect("relay multiaddr");
+    let (node, heard) = evil.observer(w, relay);
+    let seller = evil.seller.0;
+    let heard_offer = || {
+        heard
+            .all()
+            .iter()
+            .any(|e| e.starts_with("Announcement") && e.contains(&format!("{seller}")))
+    };
+    w.net
+        .wait_for(
+            "the seller's announcement at the observer",
+            Duration::from_secs(60),
+            || heard_offer().then_some(()),
+        )
+        .unwrap_or_else(|e| panic!("{e}\n{:#?}", heard.all()));
+    let quote = Message::QuoteRequest(wayfare_proto::messages::QuoteRequest {
+        buyer: alloy_primitives::Address::repeat_byte(0x42),
+        service: wayfare_proto::types::Service::Shadowsocks,
+        wanted: None,
+        buyer_key: [9; 32],
+        wireguard_key: None,
+    });
+    let (answer, kad, circuits, conns) = evil.rt.block_on(async move {
+        let answer = node.request(seller, &quote).await;
+        (
+            answer,
+            node.kad_addresses().await.unwrap_or_default(),
+            node.find_circuit_addrs(seller).await.unwrap_or_default(),
+            node.connection_addrs(seller).await.unwrap_or_default(),
+        )
+    });
+    let everything = format!(
+        "answer {answer:?}\nkad {kad:?}\ncircuits {circuits:?}\nconnections {conns:?}\nevents {:#?}",
+        heard.all()
+    );
+    (everything, answer)
+}
+
+/// The seller host's addresses, as `/ip4/…/` prefixes in what an observer collected.
+fn seller_addresses_in(everything: &str) -> Vec<std::net::Ipv4Addr> {
+    [
+        wayfare_tunnel::lab::SELLER_IP,
+        wayfare_tunnel::lab::SELLER_UPLINK_IP,
+        wayfare_tunnel::lab::SELLER_FROM_ATTACKER_IP,
+        std::net::Ipv4Addr::new(198, 18, 5, 1), // its link to the relay
+    ]
+    .into_iter()
+    .filter(|ip| everything.contains(&format!("/ip4/{ip}/")))
+    .collect()
+}
+
+/// A stranger that collects everything the network tells it — identify, the DHT, gossiped
+/// announcements, a quote — learns no address of the seller's host: the seller advertises only
+/// through the relay (its default). Only a buyer that opened a channel gets the endpoint, in the
+/// sealed reveal.
+#[test]
+fn hostile_observer_learns_no_seller_address_before_paying() {
+    if !lab_available("hostile_observer_learns_no_seller_address_before_paying") {
+        return;
+    }
+    let mut w = World::new(true, spec(vec![ServiceName::Shadowsocks]));
+    let (everything, answer) = observe(&mut w);
+    assert!(
+        matches!(answer, Ok(Some(Message::Quote(_)))),
+        "no quote through the relay: {answer:?}"
+    );
+    assert!(
+        everything.contains("/p2p-circuit"),
+        "the observer did not reach the seller through the relay:\n{everything}"
+    );
+    let found = seller_addresses_in(&everything);
+    assert!(
+        found.is_empty(),
+        "the observer learned the seller's addresses {found:?}:\n{everything}"
+    );
+    // A buyer that pays learns the endpoint, from the reveal.
+    let session = w.connect("shadowsocks");
+    assert_eq!(session["live"], true, "{session}");
+    let log = std::fs::read_to_string(&w.buyer.log).unwrap_or_default();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("tunnel up")
+                && l.contains(&wayfare_tunnel::lab::SELLER_IP.to_string())),
+        "the buyer's tunnel did not come up at the revealed endpoint\n{}",
+        w.logs()
+    );
+}

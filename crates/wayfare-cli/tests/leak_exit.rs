@@ -115,7 +115,7 @@ fn leak_exit_daemon_shadowsocks_refuses_the_sellers_own_services() {
     spec.grace = 4;
     let seller = net.start_seller(&spec).expect("start the seller");
     let buyer = net
-        .start_buyer(&[&seller], U256::from(DEPOSIT))
+        .start_buyer(U256::from(DEPOSIT))
         .expect("start the buyer");
     net.wait_for("the seller's offer", Duration::from_secs(60), || {
         net.cli_json(&buyer, &["offers"])

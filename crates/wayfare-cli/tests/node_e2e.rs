@@ -803,9 +803,7 @@ fn j_a_seller_whose_sessions_fail_loses_the_buyers_choice() {
     good.index = 2;
     let s1 = net.start_seller(&broken).expect("seller 1");
     let s2 = net.start_seller(&good).expect("seller 2");
-    let buyer = net
-        .start_buyer(&[&s1, &s2], U256::from(DEPOSIT))
-        .expect("buyer");
+    let buyer = net.start_buyer(U256::from(DEPOSIT)).expect("buyer");
     let w = World {
         net,
         sellers: vec![s1, s2],

@@ -190,6 +190,44 @@ pub struct P2pSection {
     /// Peers to join through.
     #[serde(default)]
     pub bootstrap: Vec<String>,
+    /// Which of its addresses the node lets others learn: `"relay"` (only relay circuit
+    /// addresses, so a seller's IP leaves it only inside a sealed reveal, after a channel is
+    /// paid for; the default for a seller) or `"direct"` (its listen addresses; the default
+    /// for a buyer or a relay).
+    #[serde(default)]
+    pub advertise: Option<AdvertiseMode>,
+    /// Relays (each `/ip4/…/tcp/…/p2p/<peer id>`): a node advertising `"relay"` reserves a slot on
+    /// each; every node tries them to reach a peer it has no address for.
+    #[serde(default)]
+    pub relays: Vec<String>,
+    /// Serve as a circuit relay for others (any node may; a node with no role may only relay).
+    #[serde(default)]
+    pub relay_server: bool,
+    /// When relaying: the longest a circuit stays up, in seconds (a session reopens one when it
+    /// lapses).
+    #[serde(default = "default_relay_circuit_secs")]
+    pub relay_circuit_secs: u64,
+    /// When relaying: the most bytes one circuit carries (session messages only).
+    #[serde(default = "default_relay_circuit_bytes")]
+    pub relay_circuit_bytes: u64,
+}
+
+/// `[p2p] advertise`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AdvertiseMode {
+    /// Only relay circuit addresses.
+    Relay,
+    /// The node's own listen addresses.
+    Direct,
+}
+
+fn default_relay_circuit_secs() -> u64 {
+    60 * 60
+}
+
+fn default_relay_circuit_bytes() -> u64 {
+    16 * 1024 * 1024
 }
 
 fn default_p2p_listen() -> Vec<String> {
@@ -201,6 +239,11 @@ impl Default for P2pSection {
         Self {
             listen: default_p2p_listen(),
             bootstrap: Vec::new(),
+            advertise: None,
+            relays: Vec::new(),
+            relay_server: false,
+            relay_circuit_secs: default_relay_circuit_secs(),
+            relay_circuit_bytes: default_relay_circuit_bytes(),
         }
     }
 }
@@ -442,6 +485,15 @@ fn default_deposit() -> Wei {
 }
 
 impl NodeConfig {
+    /// `[p2p] advertise`, or its default: relay for a seller, direct otherwise.
+    pub fn advertise(&self) -> AdvertiseMode {
+        self.p2p.advertise.unwrap_or(if self.seller.is_some() {
+            AdvertiseMode::Relay
+        } else {
+            AdvertiseMode::Direct
+        })
+    }
+
     /// Reads `path`, applies the environment overrides and checks the values.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
@@ -514,9 +566,21 @@ impl NodeConfig {
 
     /// Checks values a person could get wrong.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.seller.is_none() && self.buyer.is_none() {
+        if self.seller.is_none() && self.buyer.is_none() && !self.p2p.relay_server {
             return Err(ConfigError::Invalid(
-                "neither [seller] nor [buyer] is configured: add at least one role".into(),
+                "neither [seller] nor [buyer] is configured: add at least one role (or set [p2p] relay_server = true to run a relay only)".into(),
+            ));
+        }
+        if self.advertise() == AdvertiseMode::Relay && self.p2p.relays.is_empty() {
+            return Err(ConfigError::Invalid(
+                "[p2p] advertise = \"relay\" (a seller's default) needs at least one relay: add [p2p] relays = [\"/ip4/…/tcp/…/p2p/<peer id>\"] (any Wayfare node with relay_server = true), or set advertise = \"direct\" to publish this host's addresses to everyone".into(),
+            ));
+        }
+        if self.p2p.relay_server
+            && (self.p2p.relay_circuit_secs == 0 || self.p2p.relay_circuit_bytes == 0)
+        {
+            return Err(ConfigError::Invalid(
+                "[p2p] relay_circuit_secs and relay_circuit_bytes must be above 0".into(),
             ));
         }
         if !self.api.listen.ip().is_loopback() {

@@ -8,13 +8,15 @@ use wayfare_chain::{
     ConnectOptions, MarketClient,
     keystore::{PasswordSource, load_keystore},
 };
-use wayfare_p2p::{Multiaddr, P2pConfig, P2pNode, load_or_create_keypair};
+use wayfare_p2p::{
+    Advertise, Multiaddr, P2pConfig, P2pNode, RelayServerConfig, load_or_create_keypair,
+};
 
 use crate::{
     api,
     buyer::BuyerRole,
     chain_watch,
-    config::NodeConfig,
+    config::{AdvertiseMode, NodeConfig},
     error::NodeError,
     metrics::Metrics,
     node::{Node, Shared},
@@ -97,7 +99,25 @@ pub async fn run(
     let mut p2p_cfg = P2pConfig::new(keypair, view.domain());
     p2p_cfg.listen = parse_addrs("listen", &cfg.p2p.listen)?;
     p2p_cfg.bootstrap = parse_addrs("bootstrap", &cfg.p2p.bootstrap)?;
-    p2p_cfg.reachable = true;
+    p2p_cfg.relays = parse_addrs("relays", &cfg.p2p.relays)?;
+    let advertise = cfg.advertise();
+    p2p_cfg.advertise = match advertise {
+        AdvertiseMode::Relay => Advertise::Relay,
+        AdvertiseMode::Direct => Advertise::Direct,
+    };
+    p2p_cfg.reachable = advertise == AdvertiseMode::Direct;
+    if cfg.p2p.relay_server {
+        p2p_cfg.relay_server = Some(RelayServerConfig {
+            max_circuit_duration: Duration::from_secs(cfg.p2p.relay_circuit_secs),
+            max_circuit_bytes: cfg.p2p.relay_circuit_bytes,
+            ..RelayServerConfig::default()
+        });
+    }
+    if cfg.seller.is_some() && advertise == AdvertiseMode::Direct {
+        tracing::warn!(
+            "[p2p] advertise = \"direct\": this seller's addresses go to every peer, so learning them costs nothing; use relays to make them cost a channel"
+        );
+    }
     p2p_cfg.gossip_heartbeat = Duration::from_millis(250);
     let registry = Arc::new(ChainRegistry::new(view.clone()));
     let (p2p, p2p_events) = P2pNode::spawn(p2p_cfg, registry)?;
@@ -230,6 +250,9 @@ pub async fn run(
         internal_tx,
     ));
 
+    if cfg.p2p.relay_server {
+        roles.push("relay".to_string());
+    }
     let info = Ready {
         api: format!("http://{api_addr}"),
         token_file: cfg.token_path().display().to_string(),

@@ -42,6 +42,8 @@ pub enum Host {
     Seller,
     /// The internet host.
     Internet,
+    /// The relay host (in the lab; loopback otherwise).
+    Relay,
 }
 
 enum Rt {
@@ -101,6 +103,8 @@ pub struct SellerSpec {
     pub region: String,
     /// More `[seller]` lines (TOML), e.g. a settle policy.
     pub extra_config: String,
+    /// More `[p2p]` lines (TOML), e.g. `advertise = "direct"`.
+    pub extra_p2p_config: String,
     /// What the exit lets through (`[seller] exit_allow`); `None` is the lab's internet.
     /// `Some(vec![])` makes a seller whose tunnels come up but reach nothing.
     pub exit_allow: Option<Vec<String>>,
@@ -121,6 +125,7 @@ impl SellerSpec {
             grace: 2,
             region: "lab".into(),
             extra_config: String::new(),
+            extra_p2p_config: String::new(),
             exit_allow: None,
         }
     }
@@ -198,6 +203,8 @@ pub struct LabNet {
     lab: Option<Lab>,
     http: SocketAddr,
     poll_ms: u64,
+    /// The relay every seller reserves a slot on (sellers advertise through it by default).
+    relay: Option<Daemon>,
 }
 
 impl std::fmt::Debug for LabNet {
@@ -297,7 +304,46 @@ impl LabNet {
             lab,
             http,
             poll_ms: 200,
+            relay: None,
         })
+        .and_then(|mut net| {
+            progress("starting the relay node (sellers advertise only through it)");
+            net.start_relay()?;
+            Ok(net)
+        })
+    }
+
+    /// Starts the relay daemon (`[p2p] relay_server = true`, no role) on its own host.
+    fn start_relay(&mut self) -> Result<(), LabNetError> {
+        if let Some(l) = &mut self.lab {
+            l.add_relay().map_err(err)?;
+        }
+        let data_dir = self.dir.join("relay");
+        let api = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let p2p_port = free_port();
+        let mut text = self.common_config(&data_dir, api, p2p_port);
+        text.push_str("relay_server = true\n");
+        let d = self.spawn_daemon("relay", Host::Relay, &text, data_dir, api, p2p_port, 0)?;
+        self.relay = Some(d);
+        Ok(())
+    }
+
+    /// The relay's dialable address, `/ip4/…/tcp/…/p2p/…`.
+    pub fn relay_addr(&self) -> String {
+        let ip = if self.namespaces() {
+            lab::RELAY_IP
+        } else {
+            Ipv4Addr::LOCALHOST
+        };
+        match &self.relay {
+            Some(r) => format!("/ip4/{ip}/tcp/{}/p2p/{}", r.p2p_port, r.peer_id),
+            None => String::new(),
+        }
+    }
+
+    /// The relay daemon.
+    pub fn relay(&self) -> Option<&Daemon> {
+        self.relay.as_ref()
     }
 
     /// Whether the network runs in namespaces.
@@ -354,6 +400,7 @@ impl LabNet {
                     Host::Buyer => &l.buyer,
                     Host::Seller => &l.seller,
                     Host::Internet => &l.internet,
+                    Host::Relay => l.relay.as_ref().unwrap_or(&l.seller),
                 };
                 let mut c = Command::new("ip");
                 c.args(["netns", "exec", ns.name()]).arg(program);
@@ -405,6 +452,8 @@ impl LabNet {
             .unwrap_or_else(|| vec![lab_internet.to_string()]);
         let allow: Vec<String> = allow.iter().map(|a| format!("{a:?}")).collect();
         let mut text = self.common_config(&data_dir, api, p2p_port);
+        text.push_str(&format!("relays = [{:?}]\n", self.relay_addr()));
+        text.push_str(&spec.extra_p2p_config);
         text.push_str(&format!(
             "\n[seller]\naccount_keystore = {acct:?}\nsigner_keystore = {signer:?}\nregion = \"{region}\"\nservices = [{services}]\npublic_host = \"{host}\"\nshadowsocks_listen = \"0.0.0.0:{ss_port}\"\nwireguard_port = {wg_port}\nwireguard_tun = \"wfx{idx}\"\nwireguard_pool = \"198.19.{idx}.0/24\"\nexit_allow = [{allow}]\nprice_per_mib = \"{x}\"\nprice_per_second = \"{y}\"\nseller_burn = \"{z}\"\nbuyer_burn = \"{w}\"\nmin_deposit = \"{md}\"\npayment_interval = {iv}\ngrace_secs = {grace}\n",
             acct = s.account.keystore.display().to_string(),
@@ -427,8 +476,8 @@ impl LabNet {
         self.spawn_daemon(&name, Host::Seller, &text, data_dir, api, p2p_port, ss_port)
     }
 
-    /// Writes the buyer's config (bootstrapping from `sellers`) and starts its daemon.
-    pub fn start_buyer(&self, sellers: &[&Daemon], deposit: U256) -> Result<Daemon, LabNetError> {
+    /// Writes the buyer's config (joining the network at the relay) and starts its daemon.
+    pub fn start_buyer(&self, deposit: U256) -> Result<Daemon, LabNetError> {
         let b = self
             .info
             .buyers
@@ -440,20 +489,14 @@ impl LabNet {
         let p2p_port = free_port();
         let socks = free_port();
         let mut text = self.common_config(&data_dir, api, p2p_port);
-        let boot: Vec<String> = sellers
-            .iter()
-            .map(|d| {
-                format!(
-                    "\"/ip4/{}/tcp/{}/p2p/{}\"",
-                    self.seller_ip(),
-                    d.p2p_port,
-                    d.peer_id
-                )
-            })
-            .collect();
+        // The sellers advertise only through the relay: the buyer joins there, and reaches them
+        // through it until a reveal names their endpoints.
         text = text.replace(
             "[p2p]\n",
-            &format!("[p2p]\nbootstrap = [{}]\n", boot.join(", ")),
+            &format!(
+                "[p2p]\nbootstrap = [{relay:?}]\nrelays = [{relay:?}]\n",
+                relay = self.relay_addr()
+            ),
         );
         text.push_str(&format!(
             "\n[buyer]\nkeystore = {ks:?}\nsocks_listen = \"127.0.0.1:{socks}\"\ndeposit = \"{deposit}\"\npayment_interval = 2\nclose_timeout_secs = 5\nreveal_timeout_secs = 20\nwireguard_tun = \"wfv0\"\nwireguard_split = [\"198.18.2.0/24\"]\n",
@@ -674,7 +717,9 @@ impl LabNet {
 
 impl Drop for LabNet {
     fn drop(&mut self) {
-        // Anvil first (it lives in the seller host), then the runtimes, then the namespaces.
+        // The relay daemon and anvil first (anvil lives in the seller host), then the runtimes,
+        // then the namespaces.
+        self.relay.take();
         self.devnet.take();
         self.rt_inet.take();
         self.rt_seller.take();

@@ -8,6 +8,8 @@
 //! The buyer has no route to 198.18.2.0/24; only the seller can reach the internet ns.
 //! [`Lab::add_attacker`] adds a fourth host, a hostile peer with a link to each of the buyer
 //! (198.18.4.2 → 198.18.4.1) and the seller (198.18.3.2 → 198.18.3.1), forwarding for no one.
+//! [`Lab::add_relay`] adds a relay host at [`RELAY_IP`] that the buyer, the seller and the
+//! attacker each reach over a link of their own (198.18.6/24, 198.18.5/24, 198.18.8/24).
 //! Names carry a random suffix; namespaces are deleted on drop, also when a test panics.
 //! [`NsRuntime`] runs async code with every worker thread inside one namespace.
 
@@ -42,6 +44,15 @@ pub const ATTACKER_TO_SELLER_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 3, 2);
 pub const BUYER_FROM_ATTACKER_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 4, 1);
 /// The attacker's address on its link to the buyer.
 pub const ATTACKER_TO_BUYER_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 4, 2);
+
+/// The relay host's address (on its loopback), the same from every host.
+pub const RELAY_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 7, 1);
+const RELAY_TO_SELLER_LINK_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 5, 2);
+const SELLER_TO_RELAY_LINK_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 5, 1);
+const RELAY_TO_BUYER_LINK_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 6, 2);
+const BUYER_TO_RELAY_LINK_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 6, 1);
+const RELAY_TO_ATTACKER_LINK_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 8, 1);
+const ATTACKER_TO_RELAY_LINK_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 8, 2);
 
 /// Why the lab cannot run here, if it cannot (not root, no `ip`).
 pub fn unavailable_reason() -> Option<String> {
@@ -152,6 +163,8 @@ pub struct Lab {
     pub internet: Netns,
     /// The hostile peer's host, once [`Lab::add_attacker`] made it.
     pub attacker: Option<Netns>,
+    /// The relay host, once [`Lab::add_relay`] made it.
+    pub relay: Option<Netns>,
     suffix: String,
 }
 
@@ -186,6 +199,7 @@ impl Lab {
                 name: format!("wf-inet-{sfx}"),
             },
             attacker: None,
+            relay: None,
             suffix: sfx.clone(),
         };
         // From here on, Drop cleans up whatever was created.
@@ -214,44 +228,114 @@ impl Lab {
         Ok(lab)
     }
 
-    /// Adds (once) the attacker host, linked to the buyer and to the seller; returns it.
+    /// Adds (once) the attacker host, linked to the buyer, the seller and (if there is one) the
+    /// relay host; returns it.
     pub fn add_attacker(&mut self) -> Result<&Netns, TunnelError> {
         if self.attacker.is_none() {
-            let sfx = &self.suffix;
-            let a = format!("wf-evil-{sfx}");
-            ip(&["netns", "add", &a])?;
+            let a = self.new_host("evil")?;
             self.attacker = Some(Netns { name: a.clone() });
-            ip(&["-n", &a, "link", "set", "lo", "up"])?;
-            let links = [
-                (
-                    &self.seller.name,
-                    "xs",
-                    SELLER_FROM_ATTACKER_IP,
-                    ATTACKER_TO_SELLER_IP,
-                ),
-                (
-                    &self.buyer.name,
-                    "xb",
-                    BUYER_FROM_ATTACKER_IP,
-                    ATTACKER_TO_BUYER_IP,
-                ),
-            ];
-            for (victim, tag, victim_ip, attacker_ip) in links {
-                let (va, vv) = (format!("{tag}a{sfx}"), format!("{tag}v{sfx}"));
-                ip(&[
-                    "link", "add", &va, "netns", &a, "type", "veth", "peer", "name", &vv, "netns",
-                    victim,
-                ])?;
-                for (ns, dev, addr) in [(&a, &va, attacker_ip), (victim, &vv, victim_ip)] {
-                    ip(&["-n", ns, "addr", "add", &format!("{addr}/24"), "dev", dev])?;
-                    ip(&["-n", ns, "link", "set", dev, "up"])?;
-                }
+            let sfx = self.suffix.clone();
+            link(
+                &sfx,
+                "xs",
+                (&a, ATTACKER_TO_SELLER_IP),
+                (&self.seller.name, SELLER_FROM_ATTACKER_IP),
+            )?;
+            link(
+                &sfx,
+                "xb",
+                (&a, ATTACKER_TO_BUYER_IP),
+                (&self.buyer.name, BUYER_FROM_ATTACKER_IP),
+            )?;
+            if let Some(r) = &self.relay {
+                link(
+                    &sfx,
+                    "xr",
+                    (&a, ATTACKER_TO_RELAY_LINK_IP),
+                    (&r.name, RELAY_TO_ATTACKER_LINK_IP),
+                )?;
+                route(&a, RELAY_IP, RELAY_TO_ATTACKER_LINK_IP)?;
             }
         }
         self.attacker
             .as_ref()
             .ok_or_else(|| TunnelError::Lab("attacker host missing".into()))
     }
+
+    /// Adds (once) the relay host: [`RELAY_IP`] on its loopback, reached by the buyer and the
+    /// seller over links of their own (neither forwards for the other); returns it.
+    pub fn add_relay(&mut self) -> Result<&Netns, TunnelError> {
+        if self.relay.is_none() {
+            let r = self.new_host("relay")?;
+            self.relay = Some(Netns { name: r.clone() });
+            ip(&[
+                "-n",
+                &r,
+                "addr",
+                "add",
+                &format!("{RELAY_IP}/32"),
+                "dev",
+                "lo",
+            ])?;
+            let sfx = self.suffix.clone();
+            let sides = [
+                (
+                    "rs",
+                    &self.seller.name,
+                    RELAY_TO_SELLER_LINK_IP,
+                    SELLER_TO_RELAY_LINK_IP,
+                ),
+                (
+                    "rb",
+                    &self.buyer.name,
+                    RELAY_TO_BUYER_LINK_IP,
+                    BUYER_TO_RELAY_LINK_IP,
+                ),
+            ];
+            for (tag, host, relay_side, host_side) in sides {
+                link(&sfx, tag, (&r, relay_side), (host, host_side))?;
+                route(host, RELAY_IP, relay_side)?;
+            }
+            // The chain's RPC lives on the seller host (at SELLER_IP, as every host names it).
+            route(&r, SELLER_IP, SELLER_TO_RELAY_LINK_IP)?;
+        }
+        self.relay
+            .as_ref()
+            .ok_or_else(|| TunnelError::Lab("relay host missing".into()))
+    }
+
+    fn new_host(&self, kind: &str) -> Result<String, TunnelError> {
+        let name = format!("wf-{kind}-{}", self.suffix);
+        ip(&["netns", "add", &name])?;
+        ip(&["-n", &name, "link", "set", "lo", "up"])?;
+        Ok(name)
+    }
+}
+
+/// A veth between two namespaces, each end with its /24 address, up.
+fn link(sfx: &str, tag: &str, a: (&str, Ipv4Addr), b: (&str, Ipv4Addr)) -> Result<(), TunnelError> {
+    let (va, vb) = (format!("{tag}a{sfx}"), format!("{tag}b{sfx}"));
+    ip(&[
+        "link", "add", &va, "netns", a.0, "type", "veth", "peer", "name", &vb, "netns", b.0,
+    ])?;
+    for (ns, dev, addr) in [(a.0, &va, a.1), (b.0, &vb, b.1)] {
+        ip(&["-n", ns, "addr", "add", &format!("{addr}/24"), "dev", dev])?;
+        ip(&["-n", ns, "link", "set", dev, "up"])?;
+    }
+    Ok(())
+}
+
+/// A host route in `ns` to `dst` via `gateway`.
+fn route(ns: &str, dst: Ipv4Addr, gateway: Ipv4Addr) -> Result<(), TunnelError> {
+    ip(&[
+        "-n",
+        ns,
+        "route",
+        "add",
+        &format!("{dst}/32"),
+        "via",
+        &gateway.to_string(),
+    ])
 }
 
 impl Drop for Lab {
@@ -259,6 +343,7 @@ impl Drop for Lab {
         for ns in [&self.buyer, &self.seller, &self.internet]
             .into_iter()
             .chain(self.attacker.as_ref())
+            .chain(self.relay.as_ref())
         {
             let _ = Command::new("ip")
                 .args(["netns", "del", &ns.name])

@@ -79,6 +79,35 @@ impl Attacker {
         })
     }
 
+    /// A node that joins the network at `relay` as any stranger would and writes down all it
+    /// hears: every event (identify, announcements, …) in Debug form. It knows the seller's
+    /// registration (as anyone reading the chain does), so it takes the seller's announcements.
+    pub fn observer(&self, w: &World, relay: Multiaddr) -> (P2pHandle, Heard) {
+        let domain = self.domain.clone();
+        let heard = Heard::default();
+        let log = heard.clone();
+        let registry = Arc::new(MemoryRegistry::new());
+        let s = &w.net.info.sellers[0];
+        registry.register(s.account.address, s.signer.address);
+        let handle = self.rt.block_on(async move {
+            let mut cfg = P2pConfig::new(Keypair::generate_ed25519(), domain);
+            cfg.listen = vec!["/ip4/0.0.0.0/tcp/0".parse().expect("multiaddr")];
+            cfg.bootstrap = vec![relay.clone()];
+            cfg.relays = vec![relay];
+            let (handle, mut events) = P2pNode::spawn(cfg, registry).expect("spawn a p2p node");
+            tokio::spawn(async move {
+                while let Some(ev) = events.recv().await {
+                    log.0
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push(format!("{ev:?}"));
+                }
+            });
+            handle
+        });
+        (handle, heard)
+    }
+
     /// Sends `bytes` from `node` to a victim and returns its answer.
     pub fn send(
         &self,
@@ -112,6 +141,17 @@ impl Attacker {
             }
             other => panic!("{what}: the {to:?} should refuse it with {reason:?}, got {other:?}"),
         }
+    }
+}
+
+/// Everything an observer node heard, in Debug form.
+#[derive(Clone, Default)]
+pub struct Heard(pub Arc<std::sync::Mutex<Vec<String>>>);
+
+impl Heard {
+    /// A copy of what was heard so far.
+    pub fn all(&self) -> Vec<String> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 }
 
