@@ -996,6 +996,7 @@ impl BuyerRole {
                 cfg.kill_switch = self.cfg.kill_switch;
                 // The node keeps talking to the seller (vouchers) outside the tunnel.
                 cfg.allow_endpoint_host = true;
+                cfg.allow_hosts = shared.cfg.own_hosts();
                 cfg.resolv_conf = None;
                 cfg.state_dir = Some(self.data_dir.join("wireguard-state"));
                 if split {

@@ -20,6 +20,13 @@
 //! [p2p]
 //! listen = ["/ip4/0.0.0.0/tcp/0"]
 //! bootstrap = []                          # multiaddrs ending in /p2p/<peer id>
+//! advertise = "relay"                     # a seller's default ("direct" for a buyer): only relay
+//!                                         # circuit addresses reach the network; a seller
+//!                                         # without relays refuses to start unless "direct"
+//! relays = []                             # relays to reserve on and to reach peers through
+//! relay_server = false                    # relay for others (a node with no role may only relay)
+//! relay_circuit_secs = 3600               # a relayed circuit's longest life
+//! relay_circuit_bytes = 16777216          # and the bytes it may carry
 //!
 //! [seller]                                # present: this node sells
 //! account_keystore = "seller.json"        # the registered account (withdraw)
@@ -485,6 +492,33 @@ fn default_deposit() -> Wei {
 }
 
 impl NodeConfig {
+    /// The hosts the node itself talks to outside any tunnel: its chain RPC and its bootstrap
+    /// and relay peers (IPv4 literals only; names are not resolved here). A buyer's kill switch
+    /// lets these through.
+    pub fn own_hosts(&self) -> Vec<std::net::Ipv4Addr> {
+        let mut hosts: Vec<std::net::Ipv4Addr> = self
+            .p2p
+            .bootstrap
+            .iter()
+            .chain(&self.p2p.relays)
+            .filter_map(|a| {
+                let rest = a.strip_prefix("/ip4/")?;
+                rest.split('/').next()?.parse().ok()
+            })
+            .collect();
+        let rpc_host: Option<std::net::Ipv4Addr> = self
+            .chain
+            .rpc_url
+            .split("://")
+            .nth(1)
+            .and_then(|r| r.split(['/', ':']).next())
+            .and_then(|h| h.parse().ok());
+        hosts.extend(rpc_host);
+        hosts.sort();
+        hosts.dedup();
+        hosts
+    }
+
     /// `[p2p] advertise`, or its default: relay for a seller, direct otherwise.
     pub fn advertise(&self) -> AdvertiseMode {
         self.p2p.advertise.unwrap_or(if self.seller.is_some() {
@@ -694,6 +728,8 @@ mod tests {
     #[test]
     fn the_seller_pause_timeout_defaults_to_an_hour_and_zero_is_refused() {
         let seller = r#"
+        [p2p]
+        relays = ["/ip4/198.51.100.9/tcp/4001/p2p/12D3KooWLyg2YsbtBGufmeoWQkr6GnM7uND6aKn94QoTz6UhR1tq"]
         [seller]
         account_keystore = "s.json"
         signer_keystore = "k.json"
@@ -722,6 +758,53 @@ pause_timeout_secs = 0
         .unwrap();
         let e = c.validate().unwrap_err().to_string();
         assert!(e.contains("pause_timeout_secs"), "{e}");
+    }
+
+    #[test]
+    fn a_seller_advertises_through_relays_unless_told_otherwise() {
+        let seller = r#"
+        [seller]
+        account_keystore = "s.json"
+        signer_keystore = "k.json"
+        public_host = "203.0.113.7"
+        price_per_mib = "1"
+        price_per_second = "1"
+        seller_burn = "0"
+        buyer_burn = "0"
+        min_deposit = "0"
+        "#;
+        let no_relay = NodeConfig::parse(&format!("{MIN}{seller}")).unwrap();
+        assert_eq!(no_relay.advertise(), AdvertiseMode::Relay);
+        let e = no_relay.validate().unwrap_err().to_string();
+        assert!(
+            e.contains("relays") && e.contains("advertise = \"direct\""),
+            "{e}"
+        );
+        let direct =
+            NodeConfig::parse(&format!("[p2p]\nadvertise = \"direct\"\n{MIN}{seller}")).unwrap();
+        direct.validate().unwrap();
+        assert_eq!(direct.advertise(), AdvertiseMode::Direct);
+        // A buyer advertises directly; a node with no role may relay only.
+        assert_eq!(
+            NodeConfig::parse(MIN).unwrap().advertise(),
+            AdvertiseMode::Direct
+        );
+        let mut relay = NodeConfig::parse(MIN).unwrap();
+        relay.buyer = None;
+        relay.p2p.relay_server = true;
+        relay.validate().unwrap();
+        let bad = NodeConfig::parse(&format!("[p2p]\nadvertise = \"loud\"\n{MIN}"));
+        assert!(bad.is_err());
+    }
+
+    #[test]
+    fn own_hosts_are_the_rpc_bootstrap_and_relay_addresses() {
+        let c = NodeConfig::parse(&format!(
+            "[p2p]\nbootstrap = [\"/ip4/198.18.7.1/tcp/4001/p2p/x\", \"/dns4/a.example/tcp/1\"]\nrelays = [\"/ip4/198.18.7.1/tcp/4001/p2p/x\"]\n{MIN}"
+        ))
+        .unwrap();
+        let hosts: Vec<String> = c.own_hosts().iter().map(|h| h.to_string()).collect();
+        assert_eq!(hosts, ["127.0.0.1", "198.18.7.1"]);
     }
 
     #[test]

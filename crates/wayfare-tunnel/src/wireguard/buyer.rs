@@ -48,6 +48,9 @@ pub struct WgBuyerConfig {
     /// (not only its WireGuard port): the node's control traffic (p2p, vouchers) to the seller
     /// itself. Nothing else gets out. Off by default.
     pub allow_endpoint_host: bool,
+    /// With the kill switch, more hosts reachable outside the tunnel: the ones the node itself
+    /// needs (the chain's RPC, its bootstrap peers and relays). Nothing else gets out.
+    pub allow_hosts: Vec<std::net::Ipv4Addr>,
     /// Point this resolv.conf at the config's DNS servers while connected (restored after).
     pub resolv_conf: Option<PathBuf>,
     /// Record what the tunnel changes in this directory before changing it, so a crashed run
@@ -80,6 +83,7 @@ impl WgBuyerConfig {
             routing,
             kill_switch: true,
             allow_endpoint_host: false,
+            allow_hosts: Vec::new(),
             resolv_conf: Some(PathBuf::from("/etc/resolv.conf")),
             state_dir: None,
         }
@@ -451,7 +455,7 @@ impl WgBuyer {
         };
         // Firewall first, so nothing leaks while routes change.
         let ks = if cfg.kill_switch {
-            format!(
+            let mut rules = format!(
                 "    oifname \"{tun_name}\" accept\n    ip daddr {ip} {ports}accept\n",
                 ip = ep.ip(),
                 ports = if cfg.allow_endpoint_host {
@@ -459,7 +463,11 @@ impl WgBuyer {
                 } else {
                     format!("udp dport {} ", ep.port())
                 }
-            )
+            );
+            for host in &cfg.allow_hosts {
+                rules.push_str(&format!("    ip daddr {host} accept\n"));
+            }
+            rules
         } else {
             "    meta nfproto ipv6 drop\n".to_string()
         };
