@@ -24,6 +24,9 @@ use wayfare_tunnel::lab::{self, Lab, NsRuntime};
 
 use crate::config::ServiceName;
 
+/// The lab relay's circuit lifetime, in seconds.
+pub const LAB_CIRCUIT_SECS: u64 = 20;
+
 /// What went wrong setting up or driving the network.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -322,7 +325,11 @@ impl LabNet {
         let api = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let p2p_port = free_port();
         let mut text = self.common_config(&data_dir, api, p2p_port);
-        text.push_str("relay_server = true\n");
+        // Circuits far shorter than a session (libp2p's defaults are 2 min and 128 KiB), so
+        // every session longer than this runs past them and must reopen its circuit.
+        text.push_str(&format!(
+            "relay_server = true\nrelay_circuit_secs = {LAB_CIRCUIT_SECS}\nrelay_circuit_bytes = 65536\n"
+        ));
         let d = self.spawn_daemon("relay", Host::Relay, &text, data_dir, api, p2p_port, 0)?;
         self.relay = Some(d);
         Ok(())
