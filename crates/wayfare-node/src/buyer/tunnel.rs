@@ -1,0 +1,237 @@
+//! The buyer's tunnel: shadowsocks (a local SOCKS5) or the WireGuard VPN brought up from the
+//! seller's reveal and taken down, the run it measures, and its meter read every tick.
+
+use alloy_primitives::B256;
+use base64::Engine as _;
+use wayfare_proto::{
+    Timestamp,
+    seal::{Credentials, RevealPayload, ShadowsocksMethod},
+    session::{AcceptedBytes, EndReason},
+};
+use wayfare_tunnel::{
+    Cidr,
+    shadowsocks::{Buyer as SsBuyer, BuyerConfig as SsBuyerConfig, CIPHER_2022, ClientConfig},
+    wireguard::{
+        DEFAULT_MTU, PrivateKey as WgPrivateKey, Routing, WgBuyer, WgBuyerConfig, WgClientConfig,
+        WgPublicKey,
+    },
+};
+
+use super::{BuyerRole, Entry};
+use crate::{error::NodeError, node::Shared, quality::Measurements};
+
+pub(super) enum Tunnel {
+    Shadowsocks(SsBuyer),
+    WireGuard(WgBuyer),
+}
+
+impl Tunnel {
+    fn meter(&self) -> wayfare_tunnel::meter::MeterSnapshot {
+        match self {
+            Self::Shadowsocks(b) => b.meter().snapshot(),
+            Self::WireGuard(w) => w.meter().snapshot(),
+        }
+    }
+
+    /// Takes the tunnel down.
+    pub(super) fn stop(self) {
+        match self {
+            Self::Shadowsocks(b) => b.shutdown(),
+            Self::WireGuard(w) => w.disconnect(),
+        }
+    }
+}
+
+fn b64(b: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(b)
+}
+
+impl Entry {
+    /// Reads the tunnel's meter into the run's measurements and hands new bytes to the session.
+    pub(super) fn read_meter(&mut self, shared: &Shared, now: Timestamp) {
+        let Some(t) = &self.tunnel else {
+            return;
+        };
+        let reading = t.meter();
+        if let Some((_, m)) = &mut self.run {
+            m.on_meter(now.0, reading.up, reading.down);
+        }
+        let total = reading.total();
+        if total > self.meter_seen {
+            let delta = total - self.meter_seen;
+            self.meter_seen = total;
+            shared.metrics.bytes(delta);
+            self.session.handle_meter(AcceptedBytes(delta), now);
+        }
+    }
+}
+
+impl BuyerRole {
+    /// The session's `StartService`: the tunnel comes up and a new run is measured, or the
+    /// session leaves.
+    pub(super) fn tunnel_up(
+        &mut self,
+        shared: &Shared,
+        id: &str,
+        channel_id: B256,
+        reveal: &RevealPayload,
+        now: Timestamp,
+    ) {
+        let started = self.start_tunnel(shared, id, reveal);
+        let Some(entry) = self.sessions.get_mut(id) else {
+            return;
+        };
+        match started {
+            Ok(t) => {
+                if let Tunnel::Shadowsocks(b) = &t {
+                    entry.socks = Some(b.local_addr());
+                }
+                tracing::info!(session = id, %channel_id, endpoint = %reveal.endpoint, "tunnel up");
+                entry.meter_seen = 0;
+                entry.run = Some((now.0, Measurements::default()));
+                entry.tunnel = Some(t);
+                entry.phase = "connected".into();
+            }
+            Err(e) => {
+                tracing::error!(session = id, error = %e, "could not bring the tunnel up; leaving");
+                entry.last_error = Some(e.to_string());
+                entry.session.leave(now);
+            }
+        }
+    }
+
+    /// The session's `StopService`: the run's measurements are recorded, the tunnel goes down.
+    pub(super) fn tunnel_down(&mut self, shared: &Shared, id: &str, reason: EndReason) {
+        let Some(entry) = self.sessions.get_mut(id) else {
+            return;
+        };
+        tracing::info!(session = id, ?reason, "tunnel down");
+        entry.socks = None;
+        if let Some((started, m)) = entry.run.take() {
+            let seller = entry.seller.to_string();
+            if let Err(e) = shared.with_store(|s| s.put_run(id, started, &seller, &m)) {
+                tracing::warn!(session = id, error = %e, "could not record the run's measurements");
+            }
+        }
+        if let Some(t) = entry.tunnel.take() {
+            t.stop();
+        }
+    }
+
+    fn start_tunnel(
+        &mut self,
+        shared: &Shared,
+        id: &str,
+        reveal: &RevealPayload,
+    ) -> Result<Tunnel, NodeError> {
+        match &reveal.credentials {
+            Credentials::Shadowsocks {
+                method,
+                server_psk,
+                user_psk,
+            } => self.start_shadowsocks(reveal, *method, server_psk, user_psk),
+            Credentials::WireGuard {
+                server_public_key,
+                tunnel,
+            } => {
+                let key = shared
+                    .with_store(|s| s.key(&format!("wg:{id}")))?
+                    .ok_or_else(|| {
+                        NodeError::Invalid("this session's WireGuard key is missing".into())
+                    })?;
+                let private_key = WgPrivateKey::from_base64(&String::from_utf8_lossy(&key))?;
+                let std::net::IpAddr::V4(address) = tunnel.address else {
+                    return Err(NodeError::Invalid(
+                        "the seller revealed an IPv6 tunnel address".into(),
+                    ));
+                };
+                let (allowed, split) = self.wireguard_allowed()?;
+                let client = WgClientConfig {
+                    private_key,
+                    address,
+                    dns: Vec::new(),
+                    mtu: DEFAULT_MTU,
+                    peer_public_key: WgPublicKey::from_bytes(*server_public_key),
+                    endpoint: reveal.endpoint,
+                    allowed_ips: allowed.clone(),
+                    keepalive: Some(25),
+                };
+                self.start_wireguard(client, allowed, split, shared.cfg.own_hosts())
+            }
+        }
+    }
+
+    /// The local SOCKS5 through the seller's shadowsocks port.
+    fn start_shadowsocks(
+        &self,
+        reveal: &RevealPayload,
+        method: ShadowsocksMethod,
+        server_psk: &[u8],
+        user_psk: &[u8],
+    ) -> Result<Tunnel, NodeError> {
+        if method.name() != CIPHER_2022 {
+            return Err(NodeError::Invalid(format!(
+                "the seller revealed cipher {}, which this buyer does not speak",
+                method.name()
+            )));
+        }
+        let password = format!("{}:{}", b64(server_psk), b64(user_psk));
+        let server = ClientConfig::new(&reveal.endpoint.to_string(), CIPHER_2022, &password)?;
+        let cfg = SsBuyerConfig {
+            listen: self.cfg.socks_listen,
+            server,
+        };
+        let buyer = tokio::task::block_in_place(|| {
+            tokio::runtime::Handle::current().block_on(SsBuyer::start(cfg))
+        })?;
+        Ok(Tunnel::Shadowsocks(buyer))
+    }
+
+    /// What goes through the WireGuard tunnel: `[buyer] wireguard_split`, or everything; and
+    /// whether it is a split.
+    fn wireguard_allowed(&self) -> Result<(Vec<Cidr>, bool), NodeError> {
+        let mut allowed = Vec::new();
+        for c in &self.cfg.wireguard_split {
+            allowed.push(
+                c.parse::<Cidr>().map_err(|e| {
+                    NodeError::Invalid(format!("[buyer] wireguard_split {c:?}: {e}"))
+                })?,
+            );
+        }
+        let split = !allowed.is_empty();
+        if !split {
+            allowed.push(
+                "0.0.0.0/0"
+                    .parse()
+                    .map_err(|e| NodeError::Invalid(format!("{e}")))?,
+            );
+        }
+        Ok((allowed, split))
+    }
+
+    /// The WireGuard VPN to the seller's exit.
+    fn start_wireguard(
+        &self,
+        client: WgClientConfig,
+        allowed: Vec<Cidr>,
+        split: bool,
+        own_hosts: Vec<std::net::Ipv4Addr>,
+    ) -> Result<Tunnel, NodeError> {
+        let mut cfg = WgBuyerConfig::new(client);
+        cfg.tun_name = self.cfg.wireguard_tun.clone();
+        cfg.kill_switch = self.cfg.kill_switch;
+        // The node keeps talking to the seller (vouchers) outside the tunnel.
+        cfg.allow_endpoint_host = true;
+        // And to the chain RPC, bootstrap peers and relays (sellers are reached through these).
+        cfg.allow_hosts = own_hosts;
+        cfg.resolv_conf = None;
+        cfg.state_dir = Some(self.data_dir.join("wireguard-state"));
+        if split {
+            cfg.routing = Routing::Split(allowed);
+        }
+        let vpn = tokio::task::block_in_place(|| {
+            tokio::runtime::Handle::current().block_on(WgBuyer::connect(cfg))
+        })?;
+        Ok(Tunnel::WireGuard(vpn))
+    }
+}
