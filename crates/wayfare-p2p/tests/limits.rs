@@ -137,7 +137,7 @@ async fn hostile_quote_flood_from_many_peers_neither_delays_a_voucher_nor_goes_u
                 biased;
                 Some(r) = events.sessions.recv() => {
                     let Message::Voucher(v) = &r.message else { panic!("{:?}", r.message) };
-                    let _ = r.responder.respond(&Message::Voucher(v.clone()));
+                    let _ = r.responder.respond(&Message::Voucher(*v));
                 }
                 Some(r) = events.quotes.recv() => {
                     tokio::time::sleep(Duration::from_millis(20)).await;
