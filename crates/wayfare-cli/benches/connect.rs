@@ -42,7 +42,7 @@ fn main() {
     if ns {
         spec.services = vec![ServiceName::Shadowsocks, ServiceName::Wireguard];
     }
-    let seller = net.start_seller(&spec).expect("seller");
+    let _seller = net.start_seller(&spec).expect("seller");
     let buyer = net
         .start_buyer(U256::from(50_000_000_000_000_000u128))
         .expect("buyer");

@@ -180,7 +180,7 @@ fn hostile_peer_cannot_end_pause_or_fool_a_live_session() {
         replay1.1 - replay0.1 >= 2.0,
         "buyer replayed {replay0:?} -> {replay1:?}"
     );
-    let malformed = "wayfare_p2p_requests_malformed_total";
+    let malformed = "wayfare_p2p_requests_refused_total{reason=\"malformed\"}";
     assert!(w.metric(seller, malformed) >= 2.0, "{}", w.metrics(seller));
     assert!(w.metric(buyer, malformed) >= 1.0, "{}", w.metrics(buyer));
 

@@ -113,7 +113,7 @@ fn leak_exit_daemon_shadowsocks_refuses_the_sellers_own_services() {
     spec.price_per_second = 0;
     spec.interval = 1;
     spec.grace = 4;
-    let seller = net.start_seller(&spec).expect("start the seller");
+    let _seller = net.start_seller(&spec).expect("start the seller");
     let buyer = net
         .start_buyer(U256::from(DEPOSIT))
         .expect("start the buyer");

@@ -122,7 +122,7 @@ pub async fn run(
     let registry = Arc::new(ChainRegistry::new(view.clone()));
     let (p2p, p2p_events) = P2pNode::spawn(p2p_cfg, registry)?;
 
-    let metrics = Arc::new(Metrics::default());
+    let metrics = Arc::new(Metrics::with_p2p(p2p.stats()));
     let next_block = store
         .meta("chain_next_block")?
         .and_then(|v| v.parse::<u64>().ok())

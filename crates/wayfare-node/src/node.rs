@@ -18,7 +18,7 @@ use tokio::sync::{mpsc, oneshot};
 use wayfare_chain::{
     ChainError, MarketClient, MarketLog, bindings::WayfareMarket::WayfareMarketEvents,
 };
-use wayfare_p2p::{OfferBook, P2pError, P2pEvent, P2pHandle, PeerId};
+use wayfare_p2p::{OfferBook, P2pError, P2pEvent, P2pEvents, P2pHandle, PeerId};
 use wayfare_proto::{
     Timestamp,
     messages::Message,
@@ -324,7 +324,7 @@ impl Node {
     /// Runs until `shutdown` fires.
     pub async fn run(
         mut self,
-        mut p2p_events: mpsc::Receiver<P2pEvent>,
+        mut p2p: P2pEvents,
         mut commands: mpsc::Receiver<Command>,
         mut internal: mpsc::Receiver<Internal>,
         mut shutdown: oneshot::Receiver<()>,
@@ -332,12 +332,22 @@ impl Node {
         let mut tick = tokio::time::interval(Duration::from_millis(100));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            // In this order, first ready first: an open channel's messages (vouchers, usage,
+            // close…) before anything else, so a flood can't hold a voucher past its grace;
+            // then our own completions (chain logs, replies) and the API, then the tick (ready
+            // at most every 100 ms, so it is never starved for long behind session traffic,
+            // which the p2p rate limit bounds); then new quotes (each costs a signature: they
+            // wait behind all of this, and the p2p task answers "busy" once their queue is
+            // full); announcements last (dropped, counted, when behind).
             tokio::select! {
-                Some(ev) = p2p_events.recv() => self.on_p2p(ev),
-                Some(cmd) = commands.recv() => self.on_command(cmd).await,
-                Some(msg) = internal.recv() => self.on_internal(msg),
-                _ = tick.tick() => self.on_tick(),
+                biased;
                 _ = &mut shutdown => break,
+                Some(req) = p2p.sessions.recv() => self.on_p2p(req.into()),
+                Some(msg) = internal.recv() => self.on_internal(msg),
+                Some(cmd) = commands.recv() => self.on_command(cmd).await,
+                _ = tick.tick() => self.on_tick(),
+                Some(req) = p2p.quotes.recv() => self.on_p2p(req.into()),
+                Some(ev) = p2p.events.recv() => self.on_p2p(ev),
             }
         }
         // Stop serving: sellers settle what they hold, buyers keep their channels (a restart

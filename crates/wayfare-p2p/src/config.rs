@@ -8,6 +8,9 @@ use libp2p::identity::Keypair;
 use libp2p::multiaddr::Protocol;
 use wayfare_proto::eip712::Eip712Domain;
 
+use crate::limits::ConnectionLimits;
+use crate::queues::QueueSizes;
+
 /// Which of its addresses a node lets others learn.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Advertise {
@@ -82,11 +85,16 @@ pub struct P2pConfig {
     pub strikes_before_ban: u32,
     /// Connections with no stream are closed after this long.
     pub idle_timeout: Duration,
+    /// Limits on incoming connections: in total, in handshake, per peer, per IP.
+    pub connection_limits: ConnectionLimits,
+    /// How much each queue to the application holds (sessions, quotes, other events).
+    pub queues: QueueSizes,
 }
 
 impl P2pConfig {
     /// Defaults: listen on all interfaces (TCP and QUIC, ephemeral ports), no bootstrap, no
-    /// relays, [`Advertise::Direct`], not reachable.
+    /// relays, [`Advertise::Direct`], not reachable, [`ConnectionLimits::default`] and
+    /// [`QueueSizes::default`].
     pub fn new(keypair: Keypair, domain: Eip712Domain) -> Self {
         Self {
             keypair,
@@ -113,6 +121,8 @@ impl P2pConfig {
             request_rate: (20, 50),
             strikes_before_ban: 5,
             idle_timeout: Duration::from_secs(120),
+            connection_limits: ConnectionLimits::default(),
+            queues: QueueSizes::default(),
         }
     }
 }

@@ -10,8 +10,8 @@ use libp2p::multiaddr::Protocol;
 use tokio::sync::mpsc;
 use wayfare_p2p::{
     Advertise, AnnouncementError, CheapestFirst, Keypair, MemoryRegistry, Multiaddr, OfferBook,
-    OfferFilter, P2pConfig, P2pError, P2pEvent, P2pHandle, P2pNode, PeerId, RelayServerConfig,
-    sign_announcement,
+    OfferFilter, P2pConfig, P2pError, P2pEvent, P2pEvents, P2pHandle, P2pNode, PeerId,
+    RelayServerConfig, sign_announcement,
 };
 use wayfare_proto::eip712::{Eip712Domain, Offer, domain};
 use wayfare_proto::keys::SecretKey;
@@ -57,7 +57,7 @@ fn config(listen: Vec<Multiaddr>) -> P2pConfig {
 
 struct TestNode {
     handle: P2pHandle,
-    events: mpsc::Receiver<P2pEvent>,
+    events: P2pEvents,
     /// Listen addresses, each with `/p2p/<id>`.
     addrs: Vec<Multiaddr>,
 }
@@ -674,7 +674,7 @@ async fn malformed_requests_get_an_error_reply_and_the_node_keeps_serving() {
     // Watch penalties while serving.
     let (pen_tx, mut pen_rx) = mpsc::unbounded_channel();
     let (ev_tx, ev_rx) = mpsc::channel(1024);
-    let mut events = std::mem::replace(&mut seller.events, ev_rx);
+    let mut events = std::mem::replace(&mut seller.events.events, ev_rx);
     tokio::spawn(async move {
         while let Some(ev) = events.recv().await {
             match ev {
