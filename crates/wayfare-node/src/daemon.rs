@@ -234,6 +234,7 @@ pub async fn run(
             .and_then(|v| v.parse::<u64>().ok())
             .unwrap_or(cfg.chain.start_block)
     };
+    tokio::spawn(crate::memory::trim_periodically());
     tokio::spawn(chain_watch::index(
         view.clone(),
         cfg.chain.start_block,

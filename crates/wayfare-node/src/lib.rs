@@ -29,6 +29,7 @@ pub mod error;
 pub mod inbound;
 pub mod indexer;
 pub mod labnet;
+pub mod memory;
 pub mod metrics;
 pub mod node;
 pub mod openapi;
