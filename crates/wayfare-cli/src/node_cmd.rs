@@ -386,6 +386,23 @@ pub async fn status(a: ApiArgs) -> anyhow::Result<()> {
             ),
         ),
         ("market", s.market.clone()),
+        (
+            "p2p",
+            format!(
+                "advertise {}{}{}",
+                s.advertise,
+                match s.relays.len() {
+                    0 => String::new(),
+                    n => format!(", {n} relay{}", if n == 1 { "" } else { "s" }),
+                },
+                if s.relay_server {
+                    ", relaying for others"
+                } else {
+                    ""
+                }
+            ),
+        ),
+        ("outside tunnel", s.outside_tunnel.join(", ")),
     ]);
     let rows: Vec<Vec<String>> = s
         .sessions

@@ -347,6 +347,16 @@ fn hostile_observer_learns_no_seller_address_before_paying() {
         return;
     }
     let mut w = World::new(true, spec(vec![ServiceName::Shadowsocks]));
+    let st = w.net.cli_json(&w.sellers[0], &["status"]).unwrap();
+    assert_eq!(st["advertise"], "relay", "the seller's default: {st}");
+    let st = w.net.cli_json(&w.buyer, &["status"]).unwrap();
+    let relay_ip = wayfare_tunnel::lab::RELAY_IP.to_string();
+    assert!(
+        st["outside_tunnel"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|h| h == relay_ip.as_str())),
+        "the buyer's status names the relay among the hosts outside the tunnel: {st}"
+    );
     let (everything, answer) = observe(&mut w);
     assert!(
         matches!(answer, Ok(Some(Message::Quote(_)))),

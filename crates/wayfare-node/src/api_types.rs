@@ -14,6 +14,19 @@ pub struct NodeStatus {
     pub peer_id: String,
     /// Addresses the p2p node listens on.
     pub p2p_addrs: Vec<String>,
+    /// `[p2p] advertise`: `relay` (only circuit addresses reach the network) or `direct`.
+    #[serde(default)]
+    pub advertise: String,
+    /// The relays it reserves on and reaches peers through.
+    #[serde(default)]
+    pub relays: Vec<String>,
+    /// Whether it relays for others.
+    #[serde(default)]
+    pub relay_server: bool,
+    /// Hosts a buyer's kill switch lets through outside the tunnel (chain RPC, bootstrap peers,
+    /// relays), besides the current seller's endpoint.
+    #[serde(default)]
+    pub outside_tunnel: Vec<String>,
     /// Chain id.
     pub chain_id: u64,
     /// The market.

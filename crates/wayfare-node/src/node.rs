@@ -802,6 +802,19 @@ impl Node {
             roles,
             peer_id: self.shared.p2p.peer_id().to_string(),
             p2p_addrs: addrs,
+            advertise: match self.shared.cfg.advertise() {
+                crate::config::AdvertiseMode::Relay => "relay".into(),
+                crate::config::AdvertiseMode::Direct => "direct".into(),
+            },
+            relays: self.shared.cfg.p2p.relays.clone(),
+            relay_server: self.shared.cfg.p2p.relay_server,
+            outside_tunnel: self
+                .shared
+                .cfg
+                .own_hosts()
+                .iter()
+                .map(|h| h.to_string())
+                .collect(),
             chain_id: self.shared.chain.chain_id(),
             market: self.shared.chain.address().to_string(),
             chain_block: self.shared.chain_block,
