@@ -308,17 +308,18 @@ fn observe(w: &mut World) -> (String, Result<Option<Message>, wayfare_p2p::P2pEr
         buyer_key: [9; 32],
         wireguard_key: None,
     });
-    let (answer, kad, circuits, conns) = evil.rt.block_on(async move {
+    let (answer, closest, kad, circuits, conns) = evil.rt.block_on(async move {
         let answer = node.request(seller, &quote).await;
         (
             answer,
+            node.closest_peers(seller).await.unwrap_or_default(),
             node.kad_addresses().await.unwrap_or_default(),
             node.find_circuit_addrs(seller).await.unwrap_or_default(),
             node.connection_addrs(seller).await.unwrap_or_default(),
         )
     });
     let everything = format!(
-        "answer {answer:?}\nkad {kad:?}\ncircuits {circuits:?}\nconnections {conns:?}\nevents {:#?}",
+        "answer {answer:?}\nclosest {closest:?}\nkad {kad:?}\ncircuits {circuits:?}\nconnections {conns:?}\nevents {:#?}",
         heard.all()
     );
     (everything, answer)

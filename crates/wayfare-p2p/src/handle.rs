@@ -90,6 +90,10 @@ pub(crate) enum Command {
     },
     TopicPeers(Reply<Vec<PeerId>>),
     KadAddresses(Reply<HashMap<PeerId, Vec<Multiaddr>>>),
+    ClosestPeers {
+        peer: PeerId,
+        reply: Reply<Vec<(PeerId, Vec<Multiaddr>)>>,
+    },
     PeerScore {
         peer: PeerId,
         reply: Reply<Option<f64>>,
@@ -199,6 +203,16 @@ impl P2pHandle {
     /// Every address in the node's Kademlia routing table, by peer.
     pub async fn kad_addresses(&self) -> Result<HashMap<PeerId, Vec<Multiaddr>>, P2pError> {
         self.ask(Command::KadAddresses).await
+    }
+
+    /// A Kademlia walk towards `peer`: the peers closest to it and the addresses the DHT gives
+    /// for them (what any stranger can learn about `peer` from the DHT).
+    pub async fn closest_peers(
+        &self,
+        peer: PeerId,
+    ) -> Result<Vec<(PeerId, Vec<Multiaddr>)>, P2pError> {
+        self.ask(|reply| Command::ClosestPeers { peer, reply })
+            .await
     }
 
     /// The gossipsub score of `peer` (negative once penalised).

@@ -125,6 +125,7 @@ impl P2pNode {
             circuit_listeners: HashMap::new(),
             connections: HashMap::new(),
             pending_lookups: HashMap::new(),
+            pending_closest: HashMap::new(),
             queues,
             stats: stats.clone(),
             cmd_tx: cmd_tx.clone(),
@@ -187,6 +188,8 @@ enum Lookup {
 }
 
 type ReplyTo = Reply<Result<Option<Message>, P2pError>>;
+/// Peers and the addresses known for them.
+type PeerAddrs = Vec<(PeerId, Vec<Multiaddr>)>;
 type PendingRequest = (PeerId, ReplyTo);
 type LookupResult = (Address, Result<Option<Address>, RegistryError>);
 
@@ -210,6 +213,8 @@ struct Node<R> {
     connections: HashMap<ConnectionId, (PeerId, Multiaddr)>,
     /// Requests waiting for a DHT lookup of the peer's circuit addresses.
     pending_lookups: HashMap<kad::QueryId, (PeerId, Lookup)>,
+    /// [`P2pHandle::closest_peers`] walks under way.
+    pending_closest: HashMap<kad::QueryId, Reply<PeerAddrs>>,
     /// What goes to the application, by class.
     queues: Queues,
     stats: Arc<P2pStats>,
@@ -354,6 +359,10 @@ impl<R: Registry> Node<R> {
                     .collect();
                 let _ = reply.send(peers);
             }
+            Command::ClosestPeers { peer, reply } => {
+                let query = self.swarm.behaviour_mut().kad.get_closest_peers(peer);
+                self.pending_closest.insert(query, reply);
+            }
             Command::KadAddresses(reply) => {
                 let mut out: HashMap<PeerId, Vec<Multiaddr>> = HashMap::new();
                 for bucket in self.swarm.behaviour_mut().kad.kbuckets() {
@@ -476,6 +485,19 @@ impl<R: Registry> Node<R> {
                 result: kad::QueryResult::GetRecord(result),
                 ..
             }) => self.on_kad_get(id, result),
+            BehaviourEvent::Kad(kad::Event::OutboundQueryProgressed {
+                id,
+                result: kad::QueryResult::GetClosestPeers(result),
+                ..
+            }) => {
+                let peers = match result {
+                    Ok(ok) => ok.peers,
+                    Err(kad::GetClosestPeersError::Timeout { peers, .. }) => peers,
+                };
+                if let Some(reply) = self.pending_closest.remove(&id) {
+                    let _ = reply.send(peers.into_iter().map(|p| (p.peer_id, p.addrs)).collect());
+                }
+            }
             BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
                 if info.protocols.contains(&KAD_PROTOCOL)
                     && self.config.advertise == Advertise::Direct
