@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Wayfare shadowsocks (2022-blake3-aes-256-gcm) vs shadowsocks-libev (chacha20-ietf-poly1305)
-# in the namespace lab, alternating, iperf3 TCP up and down through a port forward
-# (`wayfare proxy connect --forward` vs `ss-tunnel`). Needs root, iproute2, iperf3, shadowsocks-libev.
+# Wayfare shadowsocks (2022-blake3-aes-256-gcm) vs shadowsocks-libev (chacha20-ietf-poly1305) and
+# shadowsocks-rust (ssserver + sslocal --protocol tunnel, 2022-blake3-aes-256-gcm, the same crate
+# Wayfare uses) in the namespace lab, alternating, iperf3 TCP up and down through a port forward
+# (`wayfare proxy connect --forward` vs `ss-tunnel` vs `sslocal`). Needs root, iproute2, iperf3,
+# shadowsocks-libev, cargo (shadowsocks-rust is installed into SSRUST_ROOT on the first run).
 #   ROUNDS=3 SECONDS_PER_RUN=5 bench/shadowsocks/run.sh
 set -euo pipefail
 ROUNDS=${ROUNDS:-3}
@@ -15,6 +17,9 @@ done
 
 cargo build --release --quiet -p wayfare-cli
 BIN=$CARGO_TARGET_DIR/release/wayfare
+export SSRUST_ROOT=${SSRUST_ROOT:-/var/cache/wayfare/ssrust}
+"$ROOT/bench/shadowsocks/install-ssrust.sh"
+SSSERVER=$SSRUST_ROOT/bin/ssserver; SSLOCAL=$SSRUST_ROOT/bin/sslocal
 
 S=$(printf '%06x' $((RANDOM * RANDOM % 16777216)))
 B=wfb-$S; SL=wfs-$S; I=wfi-$S
@@ -61,6 +66,12 @@ PW=$(head -c 24 /dev/urandom | base64)
 ip netns exec "$SL" ss-server -s 198.18.1.1 -p 8389 -k "$PW" -m chacha20-ietf-poly1305 >/dev/null 2>&1 & PIDS+=($!)
 ip netns exec "$B" ss-tunnel -s 198.18.1.1 -p 8389 -b 127.0.0.1 -l 15202 -k "$PW" \
   -m chacha20-ietf-poly1305 -L 198.18.2.2:5201 >/dev/null 2>&1 & PIDS+=($!)
+
+# shadowsocks-rust: ssserver + sslocal as a tunnel (port forward) on 15204, same 2022 cipher.
+RKEY=$(head -c 32 /dev/urandom | base64)
+ip netns exec "$SL" "$SSSERVER" -s 198.18.1.1:8391 -m 2022-blake3-aes-256-gcm -k "$RKEY" >"$WORK/ssserver.log" 2>&1 & PIDS+=($!)
+ip netns exec "$B" "$SSLOCAL" --protocol tunnel -b 127.0.0.1:15204 --forward-addr 198.18.2.2:5201 \
+  -s 198.18.1.1:8391 -m 2022-blake3-aes-256-gcm -k "$RKEY" >"$WORK/sslocal.log" 2>&1 & PIDS+=($!)
 sleep 1
 
 # iperf3 receiver-side throughput in Mbit/s; $1 = local port, $2 = "" (up) or "-R" (down).
@@ -71,17 +82,17 @@ run() {
 }
 median() { sort -n | awk '{ a[NR] = $1 } END { if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 
-: >"$WORK/wu"; : >"$WORK/wd"; : >"$WORK/lu"; : >"$WORK/ld"; : >"$WORK/cu"; : >"$WORK/cd"
+: >"$WORK/wu"; : >"$WORK/wd"; : >"$WORK/lu"; : >"$WORK/ld"; : >"$WORK/cu"; : >"$WORK/cd"; : >"$WORK/ru"; : >"$WORK/rd"
 for r in $(seq "$ROUNDS"); do
-  wu=$(run 15201 ""); lu=$(run 15202 ""); cu=$(run 15203 "")
-  wd=$(run 15201 -R); ld=$(run 15202 -R); cd_=$(run 15203 -R)
-  echo "round $r: wayfare up $wu down $wd | libev up $lu down $ld | wayfare-legacy(chacha20) up $cu down $cd_ (Mbit/s)"
+  wu=$(run 15201 ""); lu=$(run 15202 ""); ru=$(run 15204 ""); cu=$(run 15203 "")
+  wd=$(run 15201 -R); ld=$(run 15202 -R); rd=$(run 15204 -R); cd_=$(run 15203 -R)
+  echo "round $r: wayfare up $wu down $wd | libev up $lu down $ld | shadowsocks-rust up $ru down $rd | wayfare-legacy(chacha20) up $cu down $cd_ (Mbit/s)"
   echo "$wu" >>"$WORK/wu"; echo "$wd" >>"$WORK/wd"; echo "$lu" >>"$WORK/lu"; echo "$ld" >>"$WORK/ld"
-  echo "$cu" >>"$WORK/cu"; echo "$cd_" >>"$WORK/cd"
+  echo "$ru" >>"$WORK/ru"; echo "$rd" >>"$WORK/rd"; echo "$cu" >>"$WORK/cu"; echo "$cd_" >>"$WORK/cd"
 done
 WU=$(median <"$WORK/wu"); WD=$(median <"$WORK/wd"); LU=$(median <"$WORK/lu"); LD=$(median <"$WORK/ld")
-CU=$(median <"$WORK/cu"); CD=$(median <"$WORK/cd")
+RU=$(median <"$WORK/ru"); RD=$(median <"$WORK/rd"); CU=$(median <"$WORK/cu"); CD=$(median <"$WORK/cd")
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "nan" }'; }
-echo "medians over $ROUNDS rounds of ${SECS}s: wayfare up $WU down $WD, libev up $LU down $LD (Mbit/s)"
+echo "medians over $ROUNDS rounds of ${SECS}s: wayfare up $WU down $WD, libev up $LU down $LD, shadowsocks-rust up $RU down $RD (Mbit/s)"
 echo "INFO same cipher as libev (chacha20-ietf-poly1305): wayfare_legacy_up_mbps=$CU ratio_up=$(ratio "$CU" "$LU") wayfare_legacy_down_mbps=$CD ratio_down=$(ratio "$CD" "$LD")"
-echo "RESULT wayfare_up_mbps=$WU libev_up_mbps=$LU ratio_up=$(ratio "$WU" "$LU") wayfare_down_mbps=$WD libev_down_mbps=$LD ratio_down=$(ratio "$WD" "$LD")"
+echo "RESULT wayfare_up_mbps=$WU libev_up_mbps=$LU ratio_up=$(ratio "$WU" "$LU") wayfare_down_mbps=$WD libev_down_mbps=$LD ratio_down=$(ratio "$WD" "$LD") ssrust_up_mbps=$RU ssrust_ratio_up=$(ratio "$WU" "$RU") ssrust_down_mbps=$RD ssrust_ratio_down=$(ratio "$WD" "$RD")"

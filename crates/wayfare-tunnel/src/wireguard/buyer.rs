@@ -10,10 +10,7 @@ use std::{
 };
 
 use base64::{Engine, engine::general_purpose::STANDARD as B64};
-use gotatun::{
-    device::{Device, Peer},
-    udp::socket::UdpSocketFactory,
-};
+use gotatun::device::{Device, Peer};
 use ipnetwork::{IpNetwork, Ipv4Network};
 use tracing::{info, warn};
 
@@ -21,6 +18,7 @@ use super::{
     config::WgClientConfig,
     sys,
     tun::{Hooks, TunIo, parse_v4},
+    udp::{BatchUdpFactory, UdpMode},
 };
 use crate::{Cidr, Meter, TunnelError};
 
@@ -208,7 +206,7 @@ impl Hooks for BuyerHooks {
     }
 }
 
-type BuyerDevice = Device<(UdpSocketFactory, TunIo<BuyerHooks>, TunIo<BuyerHooks>)>;
+type BuyerDevice = Device<(BatchUdpFactory, TunIo<BuyerHooks>, TunIo<BuyerHooks>)>;
 
 /// The nftables table a buyer with TUN `tun` owns (kill switch, IPv6 block).
 pub fn buyer_table_name(tun: &str) -> String {
@@ -505,9 +503,7 @@ impl WgBuyer {
             ));
         peer.keepalive = c.keepalive;
         let device = gotatun::device::build()
-            .with_default_udp()
-            .udp_recv_buffer_size(8 << 20)
-            .udp_send_buffer_size(8 << 20)
+            .with_udp(BatchUdpFactory::new(UdpMode::from_env()))
             .with_ip(tun)
             .with_private_key(c.private_key.secret())
             .with_peer(peer)

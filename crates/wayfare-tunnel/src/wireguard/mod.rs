@@ -16,6 +16,7 @@ mod pool;
 mod seller;
 mod sys;
 mod tun;
+mod udp;
 
 pub use buyer::{
     DEFAULT_STATE_DIR, RepairReport, Routing, WgBuyer, WgBuyerConfig, buyer_table_name, repair,

@@ -13,6 +13,7 @@ use std::{
 };
 
 use bytes::BytesMut;
+use gotatun::packet::Packet;
 use tokio::{sync::mpsc, task::JoinHandle};
 use tun_rs::{AsyncDevice, GROTable, IDEAL_BATCH_SIZE, VIRTIO_NET_HDR_LEN};
 
@@ -108,7 +109,7 @@ pub(crate) fn is_fatal_read(e: &io::Error) -> bool {
 
 /// The writing half: packets go to a task that writes them in coalesced batches.
 pub(crate) struct Writer {
-    tx: mpsc::Sender<BytesMut>,
+    tx: mpsc::Sender<Packet>,
     task: JoinHandle<()>,
 }
 
@@ -126,35 +127,105 @@ impl Writer {
         Self { tx, task }
     }
 
-    /// Queue one IP packet (copied behind the virtio header room).
-    pub(crate) async fn send(&self, pkt: &[u8]) -> io::Result<()> {
-        let mut b = BytesMut::with_capacity(WRITE_OFFSET + pkt.len());
-        b.resize(WRITE_OFFSET, 0);
-        b.extend_from_slice(pkt);
+    /// Queue one IP packet.
+    pub(crate) async fn send(&self, pkt: Packet) -> io::Result<()> {
         self.tx
-            .send(b)
+            .send(pkt)
             .await
             .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "TUN writer stopped"))
     }
 }
 
-async fn write_loop(tun: Arc<AsyncDevice>, mut rx: mpsc::Receiver<BytesMut>) {
+/// Times the writer yields to let the decrypting tasks queue more packets before it writes.
+const GATHER_YIELDS: usize = 4;
+
+/// Top `batch` up with packets queued while this task yields, so that one coalesced write
+/// carries a run of segments instead of one: the decrypting tasks hand packets over one at a
+/// time, and a writer that wrote whatever it had would write one packet per syscall. Stops as
+/// soon as a yield brings nothing (an idle tunnel pays a few scheduler passes, no timer).
+async fn gather(rx: &mut mpsc::Receiver<Packet>, batch: &mut Vec<Packet>) {
+    for _ in 0..GATHER_YIELDS {
+        if batch.len() >= IDEAL_BATCH_SIZE {
+            return;
+        }
+        tokio::task::yield_now().await;
+        let before = batch.len();
+        while batch.len() < IDEAL_BATCH_SIZE {
+            match rx.try_recv() {
+                Ok(b) => batch.push(b),
+                Err(_) => break,
+            }
+        }
+        if batch.len() == before {
+            return;
+        }
+    }
+}
+
+/// Packets per batch, logged at debug level every `EVERY` batches.
+#[derive(Default)]
+struct WriteStats {
+    batches: u64,
+    packets: u64,
+}
+
+impl WriteStats {
+    const EVERY: u64 = 1 << 14;
+
+    fn note(&mut self, n: usize) {
+        self.batches += 1;
+        self.packets += n as u64;
+        if self.batches.is_multiple_of(Self::EVERY) {
+            tracing::debug!(
+                packets_per_batch = self.packets as f64 / self.batches as f64,
+                "TUN writes"
+            );
+            *self = Self::default();
+        }
+    }
+}
+
+/// Room in each write buffer: the virtio header twice (tun-rs's rule) and a whole coalesced
+/// packet. tun-rs only merges a segment into a buffer that already has this capacity.
+const WRITE_BUF_CAP: usize = 2 * WRITE_OFFSET + 65_535;
+
+/// Copy packets into the write buffers, each behind a zero virtio header (no GSO, no checksum
+/// to complete; GRO rewrites the heads it merges into); returns how many were filled.
+fn fill<P: AsRef<[u8]>>(bufs: &mut [BytesMut], packets: impl Iterator<Item = P>) -> usize {
+    let mut n = 0;
+    for (b, p) in bufs.iter_mut().zip(packets) {
+        b.clear();
+        b.resize(WRITE_OFFSET, 0);
+        b.extend_from_slice(p.as_ref());
+        n += 1;
+    }
+    n
+}
+
+async fn write_loop(tun: Arc<AsyncDevice>, mut rx: mpsc::Receiver<Packet>) {
     let mut gro = GROTable::default();
     let mut batch = Vec::with_capacity(IDEAL_BATCH_SIZE);
+    // Reused between batches; their memory is touched only as far as packets fill it.
+    let mut bufs: Vec<BytesMut> = (0..IDEAL_BATCH_SIZE)
+        .map(|_| BytesMut::with_capacity(WRITE_BUF_CAP))
+        .collect();
     let mut coalesce = true;
     let mut said_write_error = false;
+    let mut stats = WriteStats::default();
     while rx.recv_many(&mut batch, IDEAL_BATCH_SIZE).await > 0 {
+        gather(&mut rx, &mut batch).await;
+        stats.note(batch.len());
+        let n = fill(&mut bufs, batch.drain(..));
+        let bufs = &mut bufs[..n];
         if coalesce {
-            if let Err(e) = tun.send_multiple(&mut gro, &mut batch, WRITE_OFFSET).await {
+            if let Err(e) = tun.send_multiple(&mut gro, bufs, WRITE_OFFSET).await {
                 // The batch may be half written and half merged: drop it (the senders
                 // retransmit) and write packet by packet from now on.
                 tracing::warn!("coalesced TUN write refused ({e}); packet-by-packet writes");
                 coalesce = false;
             }
         } else {
-            for b in &mut batch {
-                // A zero virtio header: no GSO, no checksum to complete.
-                b[..WRITE_OFFSET].fill(0);
+            for b in bufs.iter() {
                 if let Err(e) = tun.send(b).await
                     && !said_write_error
                 {
@@ -163,13 +234,75 @@ async fn write_loop(tun: Arc<AsyncDevice>, mut rx: mpsc::Receiver<BytesMut>) {
                 }
             }
         }
-        batch.clear();
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The 16-bit one's complement sum of `b`, folded.
+    fn sum(b: &[u8], mut acc: u32) -> u16 {
+        for c in b.chunks(2) {
+            acc += u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]));
+        }
+        while acc > 0xffff {
+            acc = (acc & 0xffff) + (acc >> 16);
+        }
+        acc as u16
+    }
+
+    /// Segment `i` of one TCP flow: IPv4 + 20-byte TCP header + 1000 bytes, checksums valid.
+    fn segment(i: u32) -> Vec<u8> {
+        let payload = 1000usize;
+        let mut p = vec![0u8; 40 + payload];
+        p[0] = 0x45;
+        p[2..4].copy_from_slice(&((40 + payload) as u16).to_be_bytes());
+        p[4..6].copy_from_slice(&(i as u16).to_be_bytes());
+        p[6] = 0x40;
+        p[8] = 64;
+        p[9] = 6;
+        p[12..16].copy_from_slice(&[198, 19, 0, 2]);
+        p[16..20].copy_from_slice(&[198, 18, 2, 2]);
+        let c = !sum(&p[..20], 0);
+        p[10..12].copy_from_slice(&c.to_be_bytes());
+        p[20..22].copy_from_slice(&40000u16.to_be_bytes());
+        p[22..24].copy_from_slice(&5201u16.to_be_bytes());
+        p[24..28].copy_from_slice(&(1 + i * payload as u32).to_be_bytes());
+        p[32] = 0x50;
+        p[33] = 0x10;
+        p[34..36].copy_from_slice(&1000u16.to_be_bytes());
+        for (j, b) in p[40..].iter_mut().enumerate() {
+            *b = (j as u32 ^ i) as u8;
+        }
+        let pseudo = u32::from(sum(&p[12..20], 0)) + 6 + (20 + payload) as u32;
+        let c = !sum(&p[20..], pseudo);
+        p[36..38].copy_from_slice(&c.to_be_bytes());
+        p
+    }
+
+    /// A run of one flow's segments, filled the way the writer fills its buffers, is merged
+    /// into one write (tun-rs merges only into buffers with room for the whole packet).
+    #[test]
+    fn filled_buffers_coalesce_a_flow_into_one_write() {
+        let mut bufs: Vec<BytesMut> = (0..8)
+            .map(|_| BytesMut::with_capacity(WRITE_BUF_CAP))
+            .collect();
+        let n = fill(&mut bufs, (0..8).map(segment));
+        assert_eq!(n, 8);
+        let mut to_write = Vec::new();
+        tun_rs::handle_gro(
+            &mut bufs,
+            WRITE_OFFSET,
+            &mut Default::default(),
+            &mut Default::default(),
+            false,
+            &mut to_write,
+        )
+        .expect("gro");
+        assert_eq!(to_write.len(), 1, "one coalesced write");
+        assert_eq!(bufs[to_write[0]].len(), WRITE_OFFSET + 40 + 8 * 1000);
+    }
 
     #[test]
     fn read_errors_from_parsing_are_not_fatal() {

@@ -7,10 +7,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use gotatun::{
-    device::{Device, Peer},
-    udp::socket::UdpSocketFactory,
-};
+use gotatun::device::{Device, Peer};
 use ipnetwork::{IpNetwork, Ipv4Network};
 use tracing::{info, trace, warn};
 
@@ -21,6 +18,7 @@ use super::{
     pool::{AddressPool, DEFAULT_QUARANTINE, pool_v4},
     sys,
     tun::{Hooks, TunIo, parse_v4},
+    udp::{BatchUdpFactory, UdpMode},
 };
 use crate::{Cidr, ExitPolicy, Meter, MeterSnapshot, TunnelError};
 
@@ -142,7 +140,7 @@ impl Hooks for SellerHooks {
     }
 }
 
-type SellerDevice = Device<(UdpSocketFactory, TunIo<SellerHooks>, TunIo<SellerHooks>)>;
+type SellerDevice = Device<(BatchUdpFactory, TunIo<SellerHooks>, TunIo<SellerHooks>)>;
 
 struct Session {
     addr: Ipv4Addr,
@@ -193,9 +191,7 @@ impl WgSeller {
             own.pin([cfg.public_endpoint.ip(), IpAddr::V4(gateway)]);
         }
         let device = gotatun::device::build()
-            .with_default_udp()
-            .udp_recv_buffer_size(8 << 20)
-            .udp_send_buffer_size(8 << 20)
+            .with_udp(BatchUdpFactory::new(UdpMode::from_env()))
             .with_ip(tun)
             .with_private_key(cfg.private_key.secret())
             .with_listen_port(cfg.listen_port)

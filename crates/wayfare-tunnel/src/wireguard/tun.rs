@@ -130,7 +130,7 @@ impl<H: Hooks> IpSend for TunIo<H> {
             let writer = self
                 .writer
                 .get_or_insert_with(|| Writer::spawn(tun.clone()));
-            writer.send(bytes.as_ref()).await
+            writer.send(bytes).await
         } else {
             self.tun.send(bytes.as_ref()).await.map(|_| ())
         }
