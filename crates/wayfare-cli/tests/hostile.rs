@@ -30,19 +30,6 @@ fn serving(w: &World) -> Option<serde_json::Value> {
         .cloned()
 }
 
-/// The seller's best voucher for `id` once it is above `above`.
-fn voucher_above(w: &World, id: B256, above: U256, within: Duration) -> U256 {
-    w.net
-        .wait_for("a newer voucher at the seller", within, || {
-            w.seller_channels()
-                .into_iter()
-                .find(|c| c["id"].as_str() == Some(&id.to_string()))
-                .map(|c| u256(&c["voucher_wei"]))
-                .filter(|v| *v > above)
-        })
-        .unwrap_or_else(|e| panic!("{e}\n{}", w.logs()))
-}
-
 /// Ends the honest session and checks it ended as if no attacker had been there: closed on
 /// chain with the deposit conserved, settled at the seller's meter within tolerance, and rated 5.
 fn close_and_check_unharmed(w: &World, id: B256) {
@@ -56,14 +43,7 @@ fn close_and_check_unharmed(w: &World, id: B256) {
         "deposit conserved"
     );
     let s = w.seller_session(id);
-    let owed = u256(&s["owed_wei"]);
-    let slack = owed * U256::from(2) / U256::from(100) + U256::from(X);
-    let diff = to_seller.max(owed) - to_seller.min(owed);
-    assert!(
-        diff <= slack,
-        "settled {to_seller} wei, the seller's meter says {owed} (diff {diff} > {slack})\n{}",
-        w.logs()
-    );
+    w.assert_settled_at_meter(to_seller, u256(&s["owed_wei"]));
     let (stars, _) = w.wait_rating("the buyer's rating", |e, buyer| e.rater == buyer);
     assert_eq!(
         stars,
@@ -105,7 +85,7 @@ fn hostile_peer_cannot_end_pause_or_fool_a_live_session() {
         .unwrap_or_else(|e| panic!("{e}\n{}", w.logs()));
     assert_eq!(channel_id(&w.connect("shadowsocks")), id);
     w.net.download(Some(w.buyer.service_port), 4 * MIB).unwrap();
-    let paid = voucher_above(&w, id, first_run_paid, Duration::from_secs(20));
+    let paid = w.wait_seller_voucher_above(id, first_run_paid, Duration::from_secs(20));
 
     let keys = PartyKeys::read(&w, id);
     let evil = Attacker::new(&mut w);
@@ -216,7 +196,7 @@ fn hostile_peer_cannot_end_pause_or_fool_a_live_session() {
     let live = serving(&w).unwrap_or_else(|| panic!("the session stopped serving\n{}", w.logs()));
     assert_eq!(channel_id(&live), id);
     w.net.download(Some(w.buyer.service_port), 4 * MIB).unwrap();
-    voucher_above(&w, id, paid, Duration::from_secs(20));
+    w.wait_seller_voucher_above(id, paid, Duration::from_secs(20));
     close_and_check_unharmed(&w, id);
 }
 
@@ -250,7 +230,7 @@ fn hostile_quote_flood_does_not_starve_a_paying_buyer() {
             .download(Some(w.buyer.service_port), MIB)
             .unwrap_or_else(|e| panic!("download during the flood: {e}\n{}", w.logs()));
         // The buyer pays every 2 s, the seller allows 1 s + 4 s of grace: a voucher within 6 s.
-        paid = voucher_above(&w, id, paid, Duration::from_secs(6));
+        paid = w.wait_seller_voucher_above(id, paid, Duration::from_secs(6));
         rounds += 1;
     }
     let FloodTally {

@@ -62,18 +62,7 @@ fn whole_flow(namespaces: bool, service: &str) {
     let owed = u256(&s["owed_wei"]);
     let expected = U256::from((u128::from(bytes) * X).div_ceil(u128::from(MIB)));
     assert_eq!(owed, expected, "owed = ceil(X * bytes / MiB) with Y = 0");
-    // Tolerance: 2 % plus one interval of a 1 MiB/s flow (protocol.md).
-    let slack = owed * U256::from(2) / U256::from(100) + U256::from(X);
-    let diff = if to_seller > owed {
-        to_seller - owed
-    } else {
-        owed - to_seller
-    };
-    assert!(
-        diff <= slack,
-        "settled {to_seller} wei, the seller's meter says {owed} wei (diff {diff} > {slack})\n{}",
-        w.logs()
-    );
+    w.assert_settled_at_meter(to_seller, owed);
     // The buyer's side agrees: its channel is closed and its last voucher is what was settled.
     let bc = w
         .net
@@ -579,17 +568,7 @@ fn e_reconnect_reuses_the_channel() {
         "the seller metered {bytes} bytes over both runs"
     );
     let owed = u256(&s["owed_wei"]);
-    let slack = owed * U256::from(2) / U256::from(100) + U256::from(X);
-    let diff = if to_seller > owed {
-        to_seller - owed
-    } else {
-        owed - to_seller
-    };
-    assert!(
-        diff <= slack,
-        "settled {to_seller}, owed {owed}\n{}",
-        w.logs()
-    );
+    w.assert_settled_at_meter(to_seller, owed);
     let opened = w
         .net
         .chain(move |c| async move {

@@ -694,6 +694,25 @@ mod tests {
         keystore = "b.json"
     "#;
 
+    /// A minimal `[seller]` section.
+    const SELLER: &str = r#"
+        [seller]
+        account_keystore = "s.json"
+        signer_keystore = "k.json"
+        public_host = "203.0.113.7"
+        price_per_mib = "1"
+        price_per_second = "1"
+        seller_burn = "0"
+        buyer_burn = "0"
+        min_deposit = "0"
+        "#;
+
+    /// A `[p2p]` section naming a relay (a seller's default advertising needs one).
+    const RELAYED: &str = r#"
+        [p2p]
+        relays = ["/ip4/198.51.100.9/tcp/4001/p2p/12D3KooWLyg2YsbtBGufmeoWQkr6GnM7uND6aKn94QoTz6UhR1tq"]
+    "#;
+
     #[test]
     fn defaults_fill_a_minimal_buyer_config() {
         let c = NodeConfig::parse(MIN).unwrap();
@@ -727,19 +746,7 @@ mod tests {
 
     #[test]
     fn the_seller_pause_timeout_defaults_to_an_hour_and_zero_is_refused() {
-        let seller = r#"
-        [p2p]
-        relays = ["/ip4/198.51.100.9/tcp/4001/p2p/12D3KooWLyg2YsbtBGufmeoWQkr6GnM7uND6aKn94QoTz6UhR1tq"]
-        [seller]
-        account_keystore = "s.json"
-        signer_keystore = "k.json"
-        public_host = "203.0.113.7"
-        price_per_mib = "1"
-        price_per_second = "1"
-        seller_burn = "0"
-        buyer_burn = "0"
-        min_deposit = "0"
-        "#;
+        let seller = &format!("{RELAYED}{SELLER}");
         let c = NodeConfig::parse(&format!("{MIN}{seller}")).unwrap();
         c.validate().unwrap();
         assert_eq!(c.seller.as_ref().unwrap().pause_timeout_secs, 3600);
@@ -762,17 +769,7 @@ pause_timeout_secs = 0
 
     #[test]
     fn a_seller_advertises_through_relays_unless_told_otherwise() {
-        let seller = r#"
-        [seller]
-        account_keystore = "s.json"
-        signer_keystore = "k.json"
-        public_host = "203.0.113.7"
-        price_per_mib = "1"
-        price_per_second = "1"
-        seller_burn = "0"
-        buyer_burn = "0"
-        min_deposit = "0"
-        "#;
+        let seller = SELLER;
         let no_relay = NodeConfig::parse(&format!("{MIN}{seller}")).unwrap();
         assert_eq!(no_relay.advertise(), AdvertiseMode::Relay);
         let e = no_relay.validate().unwrap_err().to_string();

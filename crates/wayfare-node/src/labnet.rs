@@ -25,7 +25,7 @@ use wayfare_tunnel::lab::{self, Lab, NsRuntime};
 use crate::config::ServiceName;
 
 /// The lab relay's circuit lifetime, in seconds.
-pub const LAB_CIRCUIT_SECS: u64 = 20;
+const LAB_CIRCUIT_SECS: u64 = 20;
 
 /// What went wrong setting up or driving the network.
 #[derive(Debug, thiserror::Error)]
@@ -346,11 +346,6 @@ impl LabNet {
             Some(r) => format!("/ip4/{ip}/tcp/{}/p2p/{}", r.p2p_port, r.peer_id),
             None => String::new(),
         }
-    }
-
-    /// The relay daemon.
-    pub fn relay(&self) -> Option<&Daemon> {
-        self.relay.as_ref()
     }
 
     /// Whether the network runs in namespaces.

@@ -142,15 +142,32 @@ impl World {
 
     /// Waits until the seller holds (has persisted) a voucher for channel `id`; returns it.
     pub fn wait_seller_voucher(&self, id: B256) -> U256 {
+        self.wait_seller_voucher_above(id, U256::ZERO, Duration::from_secs(20))
+    }
+
+    /// Waits up to `within` until the seller's best voucher for `id` is above `above`.
+    pub fn wait_seller_voucher_above(&self, id: B256, above: U256, within: Duration) -> U256 {
         self.net
-            .wait_for("a voucher at the seller", Duration::from_secs(20), || {
+            .wait_for("a newer voucher at the seller", within, || {
                 self.seller_channels()
                     .into_iter()
                     .find(|c| c["id"].as_str() == Some(&id.to_string()))
                     .map(|c| u256(&c["voucher_wei"]))
-                    .filter(|v| *v > U256::ZERO)
+                    .filter(|v| *v > above)
             })
             .unwrap_or_else(|e| panic!("{e}\n{}", self.logs()))
+    }
+
+    /// Asserts `to_seller` (what the chain paid) is the seller's `owed` within the protocol's
+    /// tolerance: 2 % plus one interval of a 1 MiB/s flow (protocol.md).
+    pub fn assert_settled_at_meter(&self, to_seller: U256, owed: U256) {
+        let slack = owed * U256::from(2) / U256::from(100) + U256::from(X);
+        let diff = to_seller.max(owed) - to_seller.min(owed);
+        assert!(
+            diff <= slack,
+            "settled {to_seller} wei, the seller's meter says {owed} wei (diff {diff} > {slack})\n{}",
+            self.logs()
+        );
     }
 
     /// Waits for the first on-chain rating `pick` accepts; returns its score and block.
