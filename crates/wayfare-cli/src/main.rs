@@ -55,12 +55,20 @@ enum Cmd {
     },
     /// The daemon's sessions: seller, bytes, rate, paid, deposit left, live.
     Status(node_cmd::ApiArgs),
-    /// Leave the buyer session(s): pay what is owed and close the channel.
+    /// Leave the buyer session(s): pay what is owed, pause (or with --close close) the channel,
+    /// and lift the lockdown.
     Disconnect {
         #[command(flatten)]
         api: node_cmd::ApiArgs,
         #[command(flatten)]
         args: node_cmd::DisconnectArgs,
+    },
+    /// The buyer's lockdown (kill switch): show it, put it up, or lift it.
+    Lockdown {
+        #[command(flatten)]
+        api: node_cmd::ApiArgs,
+        #[command(flatten)]
+        args: node_cmd::LockdownArgs,
     },
     /// The channels this node is party to.
     Channels(node_cmd::ApiArgs),
@@ -110,6 +118,7 @@ fn main() -> std::process::ExitCode {
             Cmd::Connect { api, args } => node_cmd::connect(api, args).await,
             Cmd::Status(api) => node_cmd::status(api).await,
             Cmd::Disconnect { api, args } => node_cmd::disconnect(api, args).await,
+            Cmd::Lockdown { api, args } => node_cmd::lockdown(api, args).await,
             Cmd::Channels(api) => node_cmd::channels(api).await,
             Cmd::Close { api, args } => node_cmd::close(api, args).await,
             Cmd::Seller { api, cmd } => node_cmd::seller(api, cmd).await,

@@ -10,8 +10,8 @@ use wayfare_chain::units::format_eth;
 use wayfare_node::{
     NodeConfig,
     api_types::{
-        ApiError, ChannelView, ConnectAnswer, ConnectRequest, DisconnectRequest, NodeStatus,
-        OfferView, SellerStatus, SessionView, TxView,
+        ApiError, ChannelView, ConnectAnswer, ConnectRequest, DisconnectRequest, LockdownRequest,
+        LockdownView, NodeStatus, OfferView, SellerStatus, SessionView, TxView,
     },
     config::DEFAULT_API_LISTEN,
 };
@@ -78,6 +78,10 @@ pub struct ConnectArgs {
     /// Only sellers scoring at least this (0..1, the SCORE column of `wayfare offers`).
     #[arg(long)]
     min_score: Option<f64>,
+    /// Move from the live session to another seller: the new tunnel comes up before the old
+    /// one goes (the lockdown stays up throughout), then the old session is left.
+    #[arg(long)]
+    switch: bool,
     /// Return once the session started instead of waiting for the tunnel.
     #[arg(long)]
     no_wait: bool,
@@ -295,6 +299,7 @@ pub async fn connect(a: ApiArgs, args: ConnectArgs) -> anyhow::Result<()> {
         deposit: args.deposit,
         region: args.region,
         min_score: args.min_score,
+        switch: args.switch,
     };
     let ans: ConnectAnswer = c.post("/v1/connect", serde_json::to_value(&req)?).await?;
     if !a.json {
@@ -404,6 +409,9 @@ pub async fn status(a: ApiArgs) -> anyhow::Result<()> {
         ),
         ("outside tunnel", s.outside_tunnel.join(", ")),
     ]);
+    if let Some(l) = &s.lockdown {
+        println!("{:<15}{}", "lockdown", lockdown_line(l));
+    }
     let rows: Vec<Vec<String>> = s
         .sessions
         .iter()
@@ -468,6 +476,9 @@ pub async fn disconnect(a: ApiArgs, args: DisconnectArgs) -> anyhow::Result<()> 
     if a.json {
         return output::json(&left);
     }
+    if left.is_empty() {
+        println!("no live session to leave");
+    }
     for id in left {
         if close {
             println!("leaving {id}: final voucher sent, closing the channel cooperatively");
@@ -476,6 +487,10 @@ pub async fn disconnect(a: ApiArgs, args: DisconnectArgs) -> anyhow::Result<()> 
                 "paused {id}: final voucher sent; the channel stays open (`wayfare connect` reuses it, `wayfare close` closes it)"
             );
         }
+    }
+    let s: NodeStatus = c.get("/v1/status").await?;
+    if let Some(l) = &s.lockdown {
+        println!("lockdown: {}", lockdown_line(l));
     }
     Ok(())
 }
@@ -575,4 +590,69 @@ pub async fn seller(a: ApiArgs, cmd: SellerCmd) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// The lockdown as `wayfare status` and `wayfare lockdown` print it.
+fn lockdown_line(l: &LockdownView) -> String {
+    let mut line = if l.engaged {
+        let mut via = l.tunnels.clone();
+        via.extend(l.endpoints.iter().map(|e| format!("seller {e}")));
+        via.extend(l.hosts.iter().cloned());
+        format!(
+            "up: nothing leaves this host except via {}",
+            if via.is_empty() {
+                "loopback".to_string()
+            } else {
+                via.join(", ")
+            }
+        )
+    } else if l.kill_switch {
+        format!(
+            "off (goes up at {})",
+            if l.mode == "always" {
+                "start"
+            } else {
+                "the next WireGuard connect"
+            }
+        )
+    } else {
+        "off (kill switch disabled in [buyer])".to_string()
+    };
+    if let Some(e) = &l.last_error {
+        line.push_str(&format!("; last change failed: {e}"));
+    }
+    line
+}
+
+/// `wayfare lockdown on|off|status`.
+#[derive(Debug, clap::Args)]
+pub struct LockdownArgs {
+    /// `on` puts it up now, `off` lifts it (until the next WireGuard connect, or start with
+    /// `lockdown = "always"`), `status` shows it.
+    #[arg(value_parser = ["on", "off", "status"], default_value = "status")]
+    action: String,
+}
+
+/// `wayfare lockdown`.
+pub async fn lockdown(a: ApiArgs, args: LockdownArgs) -> anyhow::Result<()> {
+    let c = Client::new(&a)?;
+    let view: LockdownView = match args.action.as_str() {
+        "status" => {
+            let s: NodeStatus = c.get("/v1/status").await?;
+            s.lockdown
+                .ok_or_else(|| anyhow::anyhow!("this daemon has no [buyer] role, so no lockdown"))?
+        }
+        on => {
+            c.post(
+                "/v1/lockdown",
+                serde_json::to_value(LockdownRequest { on: on == "on" })?,
+            )
+            .await?
+        }
+    };
+    if a.json {
+        return output::json(&view);
+    }
+    println!("{}", lockdown_line(&view));
+    Ok(())
 }

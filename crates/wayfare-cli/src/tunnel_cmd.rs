@@ -60,6 +60,14 @@ struct ServeArgs {
     /// Directory for the session-N.conf files (mode 0600: they hold private keys).
     #[arg(long, default_value = ".")]
     out: PathBuf,
+    /// Resolvers the exit's DNS (served to buyers on the tunnel gateway, port 53, and written
+    /// as the configs' `DNS =`) forwards to (repeatable IP:PORT; default: the nameservers in
+    /// /etc/resolv.conf).
+    #[arg(long = "dns-upstream", value_name = "IP:PORT")]
+    dns_upstream: Vec<SocketAddr>,
+    /// Serve no DNS (the configs then carry no `DNS =` line).
+    #[arg(long)]
+    no_dns: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -129,6 +137,18 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
     cfg.pool = a.pool;
     cfg.tun_name = a.tun;
     cfg.exit_policy = ExitPolicy::with_allowed(a.allow);
+    if !a.no_dns {
+        cfg.dns_upstream = if a.dns_upstream.is_empty() {
+            let text = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+            wayfare_tunnel::dns::nameservers(&text)
+        } else {
+            a.dns_upstream
+        };
+        anyhow::ensure!(
+            !cfg.dns_upstream.is_empty(),
+            "no nameserver in /etc/resolv.conf to resolve the buyers' DNS: pass --dns-upstream IP:53 (or --no-dns)"
+        );
+    }
     let port = a.port;
     let seller = WgSeller::start(cfg).await.with_context(|| {
         format!("can't serve on UDP port {port} (if it is in use, pick another with --port; the TUN and nftables need root)")

@@ -15,7 +15,7 @@ use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::{
-    api_types::{ApiError, ConnectRequest, DisconnectRequest},
+    api_types::{ApiError, ConnectRequest, DisconnectRequest, LockdownRequest},
     error::NodeError,
     metrics::Metrics,
     node::Command,
@@ -139,6 +139,10 @@ async fn disconnect(State(st): State<ApiState>, body: Option<Json<DisconnectRequ
     ask(&st, |tx| Command::Disconnect(req, tx)).await
 }
 
+async fn lockdown(State(st): State<ApiState>, Json(req): Json<LockdownRequest>) -> Response {
+    ask(&st, |tx| Command::Lockdown(req.on, tx)).await
+}
+
 async fn sessions(State(st): State<ApiState>) -> Response {
     ask(&st, Command::Sessions).await
 }
@@ -210,6 +214,7 @@ pub fn router(commands: mpsc::Sender<Command>, token: String, counters: Arc<Metr
         .route("/v1/offers", get(offers))
         .route("/v1/connect", post(connect))
         .route("/v1/disconnect", post(disconnect))
+        .route("/v1/lockdown", post(lockdown))
         .route("/v1/sessions", get(sessions))
         .route("/v1/sessions/{id}", get(session))
         .route("/v1/channels", get(channels))

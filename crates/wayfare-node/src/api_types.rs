@@ -41,6 +41,35 @@ pub struct NodeStatus {
     pub buyer: Option<String>,
     /// Sessions (both roles).
     pub sessions: Vec<SessionView>,
+    /// The buyer's lockdown (kill switch), when buying.
+    #[serde(default)]
+    pub lockdown: Option<LockdownView>,
+}
+
+/// The buyer's lockdown: `GET /v1/status` (`lockdown`) and `POST /v1/lockdown`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct LockdownView {
+    /// Up now: nothing leaves the host except through `tunnels`, to `endpoints` and `hosts`.
+    pub engaged: bool,
+    /// `[buyer] kill_switch` (a WireGuard `connect` puts the lockdown up).
+    pub kill_switch: bool,
+    /// `[buyer] lockdown`: `connect` or `always`.
+    pub mode: String,
+    /// TUN interfaces traffic may leave through.
+    pub tunnels: Vec<String>,
+    /// The current sellers' endpoint hosts.
+    pub endpoints: Vec<String>,
+    /// The node's own hosts (chain RPC, bootstrap peers, relays).
+    pub hosts: Vec<String>,
+    /// Why the last change of the rules failed (the previous rules stayed).
+    pub last_error: Option<String>,
+}
+
+/// `POST /v1/lockdown`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LockdownRequest {
+    /// Up (`true`) or lifted (`false`).
+    pub on: bool,
 }
 
 /// One session as the API shows it.
@@ -154,6 +183,10 @@ pub struct ConnectRequest {
     /// Only sellers whose score (as `wayfare offers` shows it) is at least this, 0..1.
     #[serde(default)]
     pub min_score: Option<f64>,
+    /// Switch from the live session to this new one: the new tunnel comes up before the old
+    /// one goes (with the lockdown up throughout), then the old session is left.
+    #[serde(default)]
+    pub switch: bool,
 }
 
 /// Answer to connect.

@@ -323,6 +323,12 @@ pub struct SellerConfig {
     /// Destinations the exit may also reach although private (CIDRs), e.g. a lab network.
     #[serde(default)]
     pub exit_allow: Vec<String>,
+    /// WireGuard: serve DNS to buyers on the tunnel's gateway address (named in the reveal).
+    #[serde(default = "default_true")]
+    pub serve_dns: bool,
+    /// Where that DNS is resolved (`ip:port`); empty: the nameservers in /etc/resolv.conf.
+    #[serde(default)]
+    pub dns_upstream: Vec<SocketAddr>,
     /// X.
     pub price_per_mib: Wei,
     /// Y.
@@ -445,9 +451,19 @@ pub struct BuyerConfig {
     /// WireGuard: only these ranges go through the tunnel (empty: everything).
     #[serde(default)]
     pub wireguard_split: Vec<String>,
-    /// WireGuard: block everything else while connected.
-    #[serde(default = "default_true")]
-    pub kill_switch: bool,
+    /// WireGuard: the kill switch (lockdown). Unset: on for a full tunnel, off for a split one.
+    /// On, nothing leaves the host except through the tunnel, to the seller's endpoint and to
+    /// the node's own hosts, from `wayfare connect` until `wayfare disconnect`.
+    #[serde(default)]
+    pub kill_switch: Option<bool>,
+    /// When the lockdown goes up: `connect` (at the first `wayfare connect` of a WireGuard
+    /// session) or `always` (at daemon start, before any session).
+    #[serde(default)]
+    pub lockdown: LockdownMode,
+    /// The resolver file pointed at the seller's DNS while a WireGuard session is connected
+    /// (restored after); `""` leaves DNS alone.
+    #[serde(default = "default_resolv_conf")]
+    pub resolv_conf: PathBuf,
     /// Deposit per channel.
     #[serde(default = "default_deposit")]
     pub deposit: Wei,
@@ -469,6 +485,28 @@ pub struct BuyerConfig {
     /// Rate each seller on chain when its channel closes, by how the session went.
     #[serde(default = "default_true")]
     pub rate_sellers: bool,
+}
+
+/// `[buyer] lockdown`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LockdownMode {
+    /// From the first `wayfare connect` of a WireGuard session until `wayfare disconnect`.
+    #[default]
+    Connect,
+    /// From daemon start, before any session.
+    Always,
+}
+
+impl BuyerConfig {
+    /// Whether the kill switch is on: `kill_switch`, or by default on for a full tunnel.
+    pub fn kill_switch_on(&self) -> bool {
+        self.kill_switch.unwrap_or(self.wireguard_split.is_empty())
+    }
+}
+
+fn default_resolv_conf() -> PathBuf {
+    PathBuf::from("/etc/resolv.conf")
 }
 
 fn default_close_timeout() -> u64 {
@@ -721,7 +759,8 @@ mod tests {
         let b = c.buyer.unwrap();
         assert_eq!(b.socks_listen.to_string(), "127.0.0.1:1080");
         assert_eq!(b.payment_interval, 15);
-        assert!(b.kill_switch);
+        assert!(b.kill_switch_on());
+        assert_eq!(b.lockdown, LockdownMode::Connect);
     }
 
     #[test]

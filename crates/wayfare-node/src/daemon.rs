@@ -186,6 +186,7 @@ pub async fn run(
                 account,
                 bclient,
                 cfg.data_dir.clone(),
+                cfg.own_hosts(),
             ))
         }
         None => None,

@@ -335,6 +335,46 @@ impl LabNet {
         Ok(())
     }
 
+    /// The namespace lab, when it runs in one.
+    pub fn lab(&self) -> Option<&Lab> {
+        self.lab.as_ref()
+    }
+
+    /// Runs `fut` on the seller's or the internet host's runtime (test servers).
+    pub fn spawn_on<F>(&self, host: Host, fut: F) -> Result<(), LabNetError>
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let rt = match host {
+            Host::Seller => self.rt_seller.as_ref(),
+            Host::Internet => self.rt_inet.as_ref(),
+            _ => None,
+        };
+        rt.ok_or_else(|| err("only the seller and internet hosts run test servers"))?
+            .spawn(fut);
+        Ok(())
+    }
+
+    /// Also serves the internet host's web (`GET /bytes/N`) on `addr`, e.g. its IPv6 address.
+    pub fn serve_http_at(&self, addr: SocketAddr) -> Result<SocketAddr, LabNetError> {
+        let (tx, rx) = std_mpsc::channel();
+        self.spawn_on(Host::Internet, async move {
+            match tokio::net::TcpListener::bind(addr).await {
+                Ok(l) => {
+                    let _ = tx.send(l.local_addr().ok());
+                    serve_http(l).await;
+                }
+                Err(_) => {
+                    let _ = tx.send(None);
+                }
+            }
+        })?;
+        rx.recv_timeout(Duration::from_secs(10))
+            .ok()
+            .flatten()
+            .ok_or_else(|| err(format!("no web server could listen on {addr}")))
+    }
+
     /// The relay's dialable address, `/ip4/…/tcp/…/p2p/…`.
     pub fn relay_addr(&self) -> String {
         let ip = if self.namespaces() {
@@ -478,8 +518,19 @@ impl LabNet {
         self.spawn_daemon(&name, Host::Seller, &text, data_dir, api, p2p_port, ss_port)
     }
 
-    /// Writes the buyer's config (joining the network at the relay) and starts its daemon.
+    /// Writes the buyer's config (joining the network at the relay) and starts its daemon:
+    /// WireGuard split to the lab's internet (so no kill switch by default).
     pub fn start_buyer(&self, deposit: U256) -> Result<Daemon, LabNetError> {
+        self.start_buyer_with(deposit, "wireguard_split = [\"198.18.2.0/24\"]\n")
+    }
+
+    /// Like [`LabNet::start_buyer`] with these `[buyer]` lines instead of the split: `""` is the
+    /// default full tunnel (kill switch on).
+    pub fn start_buyer_with(
+        &self,
+        deposit: U256,
+        buyer_lines: &str,
+    ) -> Result<Daemon, LabNetError> {
         let b = self
             .info
             .buyers
@@ -501,7 +552,7 @@ impl LabNet {
             ),
         );
         text.push_str(&format!(
-            "\n[buyer]\nkeystore = {ks:?}\nsocks_listen = \"127.0.0.1:{socks}\"\ndeposit = \"{deposit}\"\npayment_interval = 2\nclose_timeout_secs = 5\nreveal_timeout_secs = 20\nwireguard_tun = \"wfv0\"\nwireguard_split = [\"198.18.2.0/24\"]\n",
+            "\n[buyer]\nkeystore = {ks:?}\nsocks_listen = \"127.0.0.1:{socks}\"\ndeposit = \"{deposit}\"\npayment_interval = 2\nclose_timeout_secs = 5\nreveal_timeout_secs = 20\nwireguard_tun = \"wfv0\"\n{buyer_lines}",
             ks = b.keystore.display().to_string(),
         ));
         self.spawn_daemon(&name, Host::Buyer, &text, data_dir, api, p2p_port, socks)

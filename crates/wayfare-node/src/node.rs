@@ -27,8 +27,8 @@ use wayfare_proto::{
 
 use crate::{
     api_types::{
-        ChannelView, ConnectAnswer, ConnectRequest, DisconnectRequest, NodeStatus, OfferView,
-        SellerStatus, SessionView, TxView,
+        ChannelView, ConnectAnswer, ConnectRequest, DisconnectRequest, LockdownView, NodeStatus,
+        OfferView, SellerStatus, SessionView, TxView,
     },
     buyer::BuyerRole,
     config::NodeConfig,
@@ -75,6 +75,8 @@ pub enum Command {
         DisconnectRequest,
         oneshot::Sender<Result<Vec<String>, NodeError>>,
     ),
+    /// The buyer's lockdown up (`true`) or lifted.
+    Lockdown(bool, oneshot::Sender<Result<LockdownView, NodeError>>),
     /// One session.
     Session(String, oneshot::Sender<Result<SessionView, NodeError>>),
     /// Every session.
@@ -611,6 +613,13 @@ impl Node {
                 };
                 let _ = tx.send(r);
             }
+            Command::Lockdown(on, tx) => {
+                let r = match &mut self.buyer {
+                    Some(b) => b.set_lockdown(on),
+                    None => Err(NodeError::NoRole("buyer")),
+                };
+                let _ = tx.send(r);
+            }
             Command::Session(id, tx) => {
                 // `wayfare connect` polls this: look at one session, not all of them.
                 let now = now();
@@ -822,6 +831,7 @@ impl Node {
             seller: self.seller.as_ref().map(|s| s.account.to_string()),
             buyer: self.buyer.as_ref().map(|b| b.account.to_string()),
             sessions: self.sessions(),
+            lockdown: self.buyer.as_ref().map(|b| b.lockdown_view()),
         }
     }
 }

@@ -41,7 +41,7 @@ pub const DOCUMENT: &str = r##"{
       "ConnectRequest": {"type": "object", "properties": {
         "seller": {"type": "string"}, "service": {"type": "string", "enum": ["wireguard", "shadowsocks"]},
         "max_price_per_mib": {"type": "string"}, "max_price_per_second": {"type": "string"}, "deposit": {"type": "string"},
-        "region": {"type": "string"}, "min_score": {"type": "number"}}},
+        "region": {"type": "string"}, "min_score": {"type": "number"}, "switch": {"type": "boolean", "description": "move from the live session to another seller, new tunnel up before the old goes"}}},
       "Tx": {"type": "object", "properties": {"tx": {"type": "string"}, "amount_wei": {"type": "string", "nullable": true}}}
     },
     "responses": {
@@ -56,6 +56,7 @@ pub const DOCUMENT: &str = r##"{
     "/v1/offers": {"get": {"summary": "Live offers with their seller's score, best utility first", "parameters": [{"name": "sort", "in": "query", "required": false, "schema": {"type": "string", "enum": ["utility", "score", "price"]}}], "responses": {"200": {"description": "offers", "content": {"application/json": {"schema": {"type": "array", "items": {"$ref": "#/components/schemas/Offer"}}}}}, "401": {"$ref": "#/components/responses/Error"}}}},
     "/v1/connect": {"post": {"summary": "Negotiate, open a channel, connect and pay (buyer)", "requestBody": {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/ConnectRequest"}}}}, "responses": {"200": {"description": "session started; poll /v1/sessions/{id}", "content": {"application/json": {"schema": {"type": "object", "properties": {"session": {"type": "string"}, "seller": {"type": "string"}}}}}}, "400": {"$ref": "#/components/responses/Error"}, "409": {"$ref": "#/components/responses/Error"}}}},
     "/v1/disconnect": {"post": {"summary": "Leave one or every buyer session (pays, closes the channel cooperatively)", "requestBody": {"content": {"application/json": {"schema": {"type": "object", "properties": {"session": {"type": "string"}}}}}}, "responses": {"200": {"description": "sessions left", "content": {"application/json": {"schema": {"type": "array", "items": {"type": "string"}}}}}, "400": {"$ref": "#/components/responses/Error"}, "404": {"$ref": "#/components/responses/Error"}}}},
+    "/v1/lockdown": {"post": {"summary": "Put the buyer's lockdown (kill switch) up or lift it", "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["on"], "properties": {"on": {"type": "boolean"}}}}}}, "responses": {"200": {"description": "the lockdown now (also `lockdown` in /v1/status)", "content": {"application/json": {"schema": {"type": "object"}}}}, "400": {"$ref": "#/components/responses/Error"}}}},
     "/v1/sessions": {"get": {"summary": "Every session", "responses": {"200": {"description": "sessions", "content": {"application/json": {"schema": {"type": "array", "items": {"$ref": "#/components/schemas/Session"}}}}}}}},
     "/v1/sessions/{id}": {"get": {"summary": "One session", "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "string"}}], "responses": {"200": {"description": "session", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Session"}}}}, "404": {"$ref": "#/components/responses/Error"}}}},
     "/v1/channels": {"get": {"summary": "Every channel this node is party to", "responses": {"200": {"description": "channels", "content": {"application/json": {"schema": {"type": "array", "items": {"$ref": "#/components/schemas/Channel"}}}}}}}},
@@ -76,6 +77,7 @@ mod tests {
             "/v1/offers",
             "/v1/connect",
             "/v1/disconnect",
+            "/v1/lockdown",
             "/v1/sessions",
             "/v1/sessions/{id}",
             "/v1/channels",

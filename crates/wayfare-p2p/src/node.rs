@@ -28,6 +28,7 @@ use crate::ratelimit::RateLimiter;
 use crate::registry::{Registry, RegistryError, SignerCache};
 use crate::swarm::{Behaviour, BehaviourEvent, build_swarm};
 
+mod backoff;
 mod dht;
 use dht::circuit_record_key;
 mod gossip;
@@ -121,6 +122,7 @@ impl P2pNode {
             gossip_limit: RateLimiter::new(config.gossip_rate.0, config.gossip_rate.1),
             request_limit: RateLimiter::new(config.request_rate.0, config.request_rate.1),
             strikes: HashMap::new(),
+            dial_backoff: backoff::DialBackoff::default(),
             relays,
             circuit_listeners: HashMap::new(),
             connections: HashMap::new(),
@@ -206,6 +208,8 @@ struct Node<R> {
     gossip_limit: RateLimiter<PeerId>,
     request_limit: RateLimiter<PeerId>,
     strikes: HashMap<PeerId, u32>,
+    /// Peers whose last dial failed, and when they may be dialed again.
+    dial_backoff: backoff::DialBackoff,
     relays: Vec<(PeerId, Multiaddr)>,
     /// Our reservation listeners, by relay address (with [`Advertise::Relay`]).
     circuit_listeners: HashMap<Multiaddr, ListenerId>,
@@ -274,6 +278,18 @@ impl<R: Registry> Node<R> {
     fn on_command(&mut self, cmd: Command) {
         match cmd {
             Command::Request { peer, bytes, reply } => {
+                if !self.swarm.is_connected(&peer)
+                    && let Some(wait) = self.dial_backoff.wait(&peer, std::time::Instant::now())
+                {
+                    let _ = reply.send(Err(P2pError::Request {
+                        peer,
+                        reason: format!(
+                            "unreachable at the last dial; next try in {} ms",
+                            wait.as_millis()
+                        ),
+                    }));
+                    return;
+                }
                 if self.swarm.is_connected(&peer) || self.config.advertise == Advertise::Relay {
                     // A relay-only node reaches others only through its relays.
                     self.send_request(peer, bytes, reply, Vec::new());
@@ -391,6 +407,9 @@ impl<R: Registry> Node<R> {
                 self.emit(P2pEvent::Listening(address));
             }
             SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
+                if let Some(p) = peer_id {
+                    self.dial_backoff.failed(p, std::time::Instant::now());
+                }
                 let bootstrap = peer_id.is_some_and(|p| {
                     self.config
                         .bootstrap
@@ -448,6 +467,7 @@ impl<R: Registry> Node<R> {
                     _ => endpoint.get_remote_address().clone(),
                 };
                 self.connections.insert(connection_id, (peer_id, addr));
+                self.dial_backoff.connected(&peer_id);
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,

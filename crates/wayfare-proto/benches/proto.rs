@@ -68,6 +68,7 @@ fn reveal_seal_and_open(bencher: Bencher) {
                 address: "198.19.0.2".parse().expect("ip"),
                 prefix_len: 32,
             },
+            dns: None,
         },
     };
     let id = B256::repeat_byte(4);

@@ -27,7 +27,7 @@
 //! assert!(seal::open(&sealed, B256::ZERO, &buyer).is_err());
 //! ```
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use alloy_primitives::{B256, keccak256};
 use hpke::aead::ChaCha20Poly1305;
@@ -91,6 +91,8 @@ pub enum Credentials {
         server_public_key: [u8; 32],
         /// The buyer's address inside the tunnel.
         tunnel: TunnelAddress,
+        /// The resolver the seller serves inside the tunnel (its gateway address), if any.
+        dns: Option<IpAddr>,
     },
     /// A Shadowsocks 2022 multi-user login (client password `"iPSK:uPSK"`).
     Shadowsocks {
@@ -327,6 +329,7 @@ mod tests {
                     address: "198.19.0.9".parse().unwrap(),
                     prefix_len: 32,
                 },
+                dns: None,
             },
         }
     }

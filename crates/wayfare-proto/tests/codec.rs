@@ -218,16 +218,18 @@ fn ip() -> impl Strategy<Value = IpAddr> {
     ]
 }
 fn reveal_payload() -> impl Strategy<Value = RevealPayload> {
-    let wg = (any::<[u8; 32]>(), ip(), any::<u8>()).prop_map(|(k, address, p)| {
-        let max = if address.is_ipv4() { 33 } else { 129 };
-        Credentials::WireGuard {
-            server_public_key: k,
-            tunnel: TunnelAddress {
-                address,
-                prefix_len: p % max,
-            },
-        }
-    });
+    let wg =
+        (any::<[u8; 32]>(), ip(), any::<u8>(), any::<bool>()).prop_map(|(k, address, p, dns)| {
+            let max = if address.is_ipv4() { 33 } else { 129 };
+            Credentials::WireGuard {
+                server_public_key: k,
+                tunnel: TunnelAddress {
+                    address,
+                    prefix_len: p % max,
+                },
+                dns: dns.then_some(address),
+            }
+        });
     let ss = (any::<bool>(), any::<[u8; 32]>(), any::<[u8; 32]>()).prop_map(|(big, a, b)| {
         let method = if big {
             ShadowsocksMethod::Blake3Aes256Gcm

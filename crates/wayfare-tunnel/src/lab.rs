@@ -54,6 +54,14 @@ const BUYER_TO_RELAY_LINK_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 6, 1);
 const RELAY_TO_ATTACKER_LINK_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 8, 1);
 const ATTACKER_TO_RELAY_LINK_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 8, 2);
 
+/// The buyer's IPv6 address on its uplink (with [`Lab::add_buyer_uplink`]).
+pub const BUYER_IP6: &str = "2001:db8:1::2";
+/// The internet host's IPv6 address (with [`Lab::add_buyer_uplink`]).
+pub const INTERNET_IP6: &str = "2001:db8:2::2";
+/// What a process in the buyer host reads as /etc/resolv.conf (under `ip netns exec`): its
+/// "home router" (the seller host, as every host names it) resolves for it.
+pub const BUYER_RESOLV_CONF: &str = "# the buyer's LAN resolver\nnameserver 198.18.1.1\n";
+
 /// Why the lab cannot run here, if it cannot (not root, no `ip`).
 pub fn unavailable_reason() -> Option<String> {
     // SAFETY: geteuid has no preconditions and cannot fail.
@@ -207,6 +215,25 @@ impl Lab {
             ip(&["netns", "add", &ns.name])?;
             ip(&["-n", &ns.name, "link", "set", "lo", "up"])?;
         }
+        // `ip netns exec` shows these files as the host's /etc/resolv.conf and /etc/hosts, so
+        // nothing in the lab reads or writes the real machine's.
+        let etc = |ns: &Netns, file: &str, text: &str| -> Result<(), TunnelError> {
+            let dir = format!("/etc/netns/{}", ns.name);
+            std::fs::create_dir_all(&dir)
+                .and_then(|_| std::fs::write(format!("{dir}/{file}"), text))
+                .map_err(|e| TunnelError::Lab(format!("write {dir}/{file}: {e}")))
+        };
+        etc(&lab.buyer, "resolv.conf", BUYER_RESOLV_CONF)?;
+        etc(
+            &lab.seller,
+            "resolv.conf",
+            &format!("nameserver {INTERNET_IP}\n"),
+        )?;
+        etc(
+            &lab.seller,
+            "hosts",
+            &format!("127.0.0.1 localhost\n::1 localhost\n{INTERNET_IP} web.lab\n"),
+        )?;
         let (b, s, i) = (&lab.buyer.name, &lab.seller.name, &lab.internet.name);
         let (vb, vsb) = (format!("wb{sfx}"), format!("ws{sfx}"));
         let (vsi, vi) = (format!("wu{sfx}"), format!("wi{sfx}"));
@@ -304,6 +331,92 @@ impl Lab {
             .ok_or_else(|| TunnelError::Lab("relay host missing".into()))
     }
 
+    /// Gives the buyer a way out that is not the tunnel, as every real buyer has: a default
+    /// route (IPv4 and IPv6) via the seller host acting as its ISP router, which forwards to
+    /// the internet host. Anything a kill switch lets leak then really reaches the internet.
+    pub fn add_buyer_uplink(&self) -> Result<(), TunnelError> {
+        let (b, s, i) = (&self.buyer.name, &self.seller.name, &self.internet.name);
+        let sfx = &self.suffix;
+        let (vb, vsb, vsi, vi) = (
+            format!("wb{sfx}"),
+            format!("ws{sfx}"),
+            format!("wu{sfx}"),
+            format!("wi{sfx}"),
+        );
+        for (ns, dev, addr) in [
+            (b, &vb, format!("{BUYER_IP6}/64")),
+            (s, &vsb, "2001:db8:1::1/64".to_string()),
+            (s, &vsi, "2001:db8:2::1/64".to_string()),
+            (i, &vi, format!("{INTERNET_IP6}/64")),
+        ] {
+            ip(&["-n", ns, "addr", "add", &addr, "dev", dev, "nodad"])?;
+        }
+        ip(&[
+            "-n",
+            b,
+            "route",
+            "add",
+            "default",
+            "via",
+            &SELLER_IP.to_string(),
+        ])?;
+        ip(&[
+            "-n",
+            b,
+            "-6",
+            "route",
+            "add",
+            "default",
+            "via",
+            "2001:db8:1::1",
+        ])?;
+        ip(&[
+            "-n",
+            i,
+            "route",
+            "add",
+            "default",
+            "via",
+            &SELLER_UPLINK_IP.to_string(),
+        ])?;
+        ip(&[
+            "-n",
+            i,
+            "-6",
+            "route",
+            "add",
+            "default",
+            "via",
+            "2001:db8:2::1",
+        ])?;
+        for key in ["net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"] {
+            let st = self
+                .seller
+                .command("sysctl")
+                .args(["-qw", key])
+                .status()
+                .map_err(|e| TunnelError::Lab(format!("sysctl: {e}")))?;
+            if !st.success() {
+                return Err(TunnelError::Lab(format!("sysctl {key} failed")));
+            }
+        }
+        Ok(())
+    }
+
+    /// The buyer host's links to other hosts (its veths): where a leak would leave.
+    pub fn buyer_links(&self) -> Vec<String> {
+        let out = Command::new("ip")
+            .args(["-n", &self.buyer.name, "-o", "link", "show", "type", "veth"])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        out.lines()
+            .filter_map(|l| l.split(':').nth(1))
+            .map(|n| n.trim().split('@').next().unwrap_or("").to_string())
+            .filter(|n| !n.is_empty())
+            .collect()
+    }
+
     fn new_host(&self, kind: &str) -> Result<String, TunnelError> {
         let name = format!("wf-{kind}-{}", self.suffix);
         ip(&["netns", "add", &name])?;
@@ -349,6 +462,7 @@ impl Drop for Lab {
                 .args(["netns", "del", &ns.name])
                 .stderr(Stdio::null())
                 .status();
+            let _ = std::fs::remove_dir_all(format!("/etc/netns/{}", ns.name));
         }
     }
 }

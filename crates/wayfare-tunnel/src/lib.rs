@@ -3,12 +3,14 @@
 //! `chacha20-ietf-poly1305` seller; a buyer SOCKS5 front end and port forwarder), the exit
 //! policy and per-session meters, plus a network-namespace lab for tests; and WireGuard
 //! mode ([`wireguard`]: gotatun + tun-rs seller exit with nftables masquerade, buyer VPN with
-//! routes, DNS, IPv6 block and kill switch).
+//! routes, DNS, IPv6 block and kill switch) and the buyer host's [`lockdown`].
 
+pub mod dns;
 pub mod error;
 pub mod exit_policy;
 pub mod lab;
 pub mod local_addrs;
+pub mod lockdown;
 pub mod meter;
 mod relay;
 pub mod shadowsocks;

@@ -9,12 +9,14 @@
 //!  resume       paused sessions in the store; a stored session rebuilt (restored or resumed)
 //!  session      driving a session: peer messages and replies, its outputs, its events, persist
 //!  chain        chain actions done and chain facts about the buyer's channels
-//!  tunnel       shadowsocks or WireGuard up and down, and reading its meter
+//!  tunnel       shadowsocks or WireGuard up and down, a switch, and reading its meter
+//!  lockdown     the kill switch that outlives sessions: up, kept, lifted
 //!  rating       the seller's on-chain rating when a channel closes
 //! ```
 
 mod chain;
 mod choice;
+mod lockdown;
 mod negotiation;
 mod rating;
 mod resume;
@@ -40,7 +42,7 @@ pub use self::choice::{
 };
 use self::tunnel::Tunnel;
 use crate::{
-    api_types::{ConnectRequest, DisconnectRequest, MeasuredView, SessionView},
+    api_types::{ConnectRequest, DisconnectRequest, LockdownView, MeasuredView, SessionView},
     config::{BuyerConfig, ServiceName},
     error::NodeError,
     node::{Shared, now, parse_wei, service_name},
@@ -64,6 +66,10 @@ struct Entry {
     quote: Option<Quote>,
     /// The tunnel run being measured: when it came up (Unix ms) and what it measured.
     run: Option<(u64, Measurements)>,
+    /// The seller's data-plane endpoint, once revealed and the tunnel came up.
+    endpoint: Option<SocketAddr>,
+    /// Sessions this one replaces (`wayfare connect --switch`): left once its tunnel is up.
+    replaces: Vec<String>,
 }
 
 impl Entry {
@@ -94,6 +100,8 @@ impl Entry {
             socks: None,
             quote,
             run: None,
+            endpoint: None,
+            replaces: Vec::new(),
         }
     }
 }
@@ -108,6 +116,7 @@ pub struct BuyerRole {
     data_dir: std::path::PathBuf,
     sessions: BTreeMap<String, Entry>,
     by_channel: BTreeMap<B256, String>,
+    lockdown: lockdown::Lockdown,
 }
 
 /// A stored session (not in memory) as the API shows it.
@@ -157,7 +166,10 @@ impl BuyerRole {
         account: Address,
         client: MarketClient,
         data_dir: std::path::PathBuf,
+        own_hosts: Vec<std::net::Ipv4Addr>,
     ) -> Self {
+        let lockdown =
+            lockdown::Lockdown::new(cfg.kill_switch_on(), cfg.lockdown, &data_dir, own_hosts);
         Self {
             account,
             client,
@@ -165,7 +177,32 @@ impl BuyerRole {
             data_dir,
             sessions: BTreeMap::new(),
             by_channel: BTreeMap::new(),
+            lockdown,
         }
+    }
+
+    /// The lockdown as the API shows it.
+    pub fn lockdown_view(&self) -> LockdownView {
+        self.lockdown.view()
+    }
+
+    /// `wayfare lockdown on|off`: up with the current rules, or lifted (even with
+    /// `lockdown = "always"`, until the next `connect` or start).
+    pub fn set_lockdown(&mut self, on: bool) -> Result<LockdownView, NodeError> {
+        if on {
+            self.lockdown.engage()?;
+        } else {
+            self.lockdown.lift();
+        }
+        Ok(self.lockdown.view())
+    }
+
+    fn live_ids(&self) -> Vec<String> {
+        self.sessions
+            .iter()
+            .filter(|(_, e)| !e.session.is_ended() && !e.session.is_paused())
+            .map(|(k, _)| k.clone())
+            .collect()
     }
 
     /// Whether `id` is one of this role's sessions.
@@ -216,6 +253,8 @@ impl BuyerRole {
 
     /// Brings back every session that had not ended (reconnecting a live tunnel).
     pub fn restore(&mut self, shared: &mut Shared) -> Result<(), NodeError> {
+        // A lockdown left by a crash stays up before any tunnel is rebuilt.
+        self.lockdown.start()?;
         let rows = shared.with_store(|s| s.live_sessions("buyer"))?;
         for row in rows {
             if row.phase == "paused" {
@@ -270,13 +309,22 @@ impl BuyerRole {
                 }
                 vec![s]
             }
+            // Sessions already leaving (a switch left them) go on closing by themselves.
             None => self
-                .sessions
-                .iter()
-                .filter(|(_, e)| !e.session.is_ended() && !e.session.is_paused())
-                .map(|(k, _)| k.clone())
+                .live_ids()
+                .into_iter()
+                .filter(|id| {
+                    self.sessions
+                        .get(id)
+                        .is_some_and(|e| !e.session.is_closing())
+                })
                 .collect(),
         };
+        if ids.is_empty() && self.lockdown.engaged() {
+            // Nothing live (a seller cut it, the deposit ran out): only the lockdown is left.
+            self.lockdown.after_disconnect();
+            return Ok(ids);
+        }
         if ids.is_empty() {
             return Err(NodeError::Invalid(
                 "no live session to disconnect: `wayfare status` shows them".into(),
@@ -292,6 +340,13 @@ impl BuyerRole {
                 }
             }
             self.drain(shared, id, None);
+        }
+        let staying = self
+            .sessions
+            .values()
+            .any(|e| !e.session.is_ended() && !e.session.is_paused() && !e.session.is_closing());
+        if !staying {
+            self.lockdown.after_disconnect();
         }
         Ok(ids)
     }

@@ -120,18 +120,36 @@ impl BuyerRole {
         ledger: &crate::reputation::Ledger,
         req: ConnectRequest,
     ) -> Result<ConnectAnswer, NodeError> {
-        if let Some((id, _)) = self
-            .sessions
-            .iter()
-            .find(|(_, e)| !e.session.is_ended() && !e.session.is_paused())
+        let live = self.live_ids();
+        if let Some(id) = live.first()
+            && !req.switch
         {
             return Err(NodeError::Invalid(format!(
-                "already connected or connecting (session {id}): run `wayfare disconnect` first"
+                "already connected or connecting (session {id}): `wayfare connect --switch` moves to another seller, `wayfare disconnect` leaves"
             )));
         }
         let w = self.wanted(&req)?;
         let now_s = unix_now();
         let offer = self.pick_offer(shared, offers, ledger, &w, now_s)?;
+        if w.service == Service::WireGuard && self.lockdown.applies_to_wireguard() {
+            // From here until `wayfare disconnect`, nothing leaves outside the tunnel.
+            self.lockdown.engage()?;
+        }
+        let ans = self.connect_to(shared, &offer, &w, now_s).await?;
+        if let Some(e) = self.sessions.get_mut(&ans.session) {
+            e.replaces = live;
+        }
+        Ok(ans)
+    }
+
+    /// Resumes a paused channel with the offer's seller, or starts a new session with it.
+    async fn connect_to(
+        &mut self,
+        shared: &mut Shared,
+        offer: &Announcement,
+        w: &Wanted<'_>,
+        now_s: u64,
+    ) -> Result<ConnectAnswer, NodeError> {
         // A channel left open with this seller (paused) is reused: no transaction, no burn.
         if let Some(ans) = self.try_resume(shared, offer.seller, w.service)? {
             return Ok(ans);
@@ -145,7 +163,7 @@ impl BuyerRole {
         let peer = PeerId::from_bytes(&offer.peer_id)
             .map_err(|e| NodeError::Invalid(format!("offer names a bad peer id: {e}")))?;
         let signer = active_signer(shared, offer.seller).await?;
-        self.start_session(shared, &offer, peer, signer, &w, now_s)
+        self.start_session(shared, offer, peer, signer, w, now_s)
     }
 
     /// The request's service, limits, deposit and seller, checked in that order.
@@ -192,7 +210,21 @@ impl BuyerRole {
             ..OfferFilter::default()
         };
         let all = offers.query(&OfferFilter::default(), now_s, &CheapestFirst);
-        let matching = offers.query(&filter, now_s, &CheapestFirst);
+        let mut matching = offers.query(&filter, now_s, &CheapestFirst);
+        if w.req.switch {
+            // A switch goes to another seller than the ones connected now.
+            let current: Vec<Address> = self
+                .live_ids()
+                .iter()
+                .filter_map(|id| self.sessions.get(id).map(|e| e.seller))
+                .collect();
+            if let Some(s) = w.seller.filter(|s| current.contains(s)) {
+                return Err(NodeError::Invalid(format!(
+                    "already connected to {s}: a switch goes to another seller"
+                )));
+            }
+            matching.retain(|a| !current.contains(&a.seller));
+        }
         if let Some(s) = w.seller {
             return named_offer(&all, &matching, s, w.service);
         }

@@ -71,7 +71,7 @@ impl BuyerRole {
     /// session leaves.
     pub(super) fn tunnel_up(
         &mut self,
-        shared: &Shared,
+        shared: &mut Shared,
         id: &str,
         channel_id: B256,
         reveal: &RevealPayload,
@@ -90,18 +90,71 @@ impl BuyerRole {
                 entry.meter_seen = 0;
                 entry.run = Some((now.0, Measurements::default()));
                 entry.tunnel = Some(t);
+                entry.endpoint = Some(reveal.endpoint);
                 entry.phase = "connected".into();
+                let replaced = std::mem::take(&mut entry.replaces);
+                self.refresh_lockdown(None);
+                self.leave_replaced(shared, replaced, reveal.endpoint, now);
             }
             Err(e) => {
                 tracing::error!(session = id, error = %e, "could not bring the tunnel up; leaving");
                 entry.last_error = Some(e.to_string());
                 entry.session.leave(now);
+                self.refresh_lockdown(None);
             }
         }
     }
 
+    /// A switch: the new tunnel is up, so the sessions it replaces are left (their tunnels go
+    /// down after; a route to the same endpoint host stays for the new one).
+    fn leave_replaced(
+        &mut self,
+        shared: &mut Shared,
+        replaced: Vec<String>,
+        endpoint: std::net::SocketAddr,
+        now: Timestamp,
+    ) {
+        for old in replaced {
+            let Some(e) = self.sessions.get_mut(&old) else {
+                continue;
+            };
+            if let (Some(Tunnel::WireGuard(w)), Some(ep)) = (&mut e.tunnel, e.endpoint)
+                && ep.ip() == endpoint.ip()
+            {
+                w.keep_endpoint_route();
+            }
+            if !e.session.is_ended() {
+                tracing::info!(session = %old, "switched away: leaving the old session");
+                e.session.leave(now);
+                self.drain(shared, &old, None);
+            }
+        }
+    }
+
+    /// The lockdown's rules follow the live tunnels (plus `next`, a tunnel about to come up).
+    fn refresh_lockdown(&mut self, next: Option<(String, std::net::Ipv4Addr)>) {
+        let mut tunnels = Vec::new();
+        let mut endpoints = Vec::new();
+        for e in self.sessions.values() {
+            if let Some(Tunnel::WireGuard(w)) = &e.tunnel {
+                tunnels.push(w.tun_name().to_string());
+            }
+            if e.tunnel.is_some()
+                && let Some(std::net::SocketAddr::V4(ep)) = e.endpoint
+            {
+                endpoints.push(*ep.ip());
+            }
+        }
+        if let Some((tun, ep)) = next {
+            tunnels.push(tun);
+            endpoints.push(ep);
+        }
+        // A refusal keeps the previous rules (logged and shown in `wayfare status`).
+        let _ = self.lockdown.update(tunnels, endpoints);
+    }
+
     /// The session's `StopService`: the run's measurements are recorded, the tunnel goes down.
-    pub(super) fn tunnel_down(&mut self, shared: &Shared, id: &str, reason: EndReason) {
+    pub(super) fn tunnel_down(&mut self, shared: &mut Shared, id: &str, reason: EndReason) {
         let Some(entry) = self.sessions.get_mut(id) else {
             return;
         };
@@ -116,6 +169,7 @@ impl BuyerRole {
         if let Some(t) = entry.tunnel.take() {
             t.stop();
         }
+        self.refresh_lockdown(None);
     }
 
     fn start_tunnel(
@@ -133,6 +187,7 @@ impl BuyerRole {
             Credentials::WireGuard {
                 server_public_key,
                 tunnel,
+                dns,
             } => {
                 let key = shared
                     .with_store(|s| s.key(&format!("wg:{id}")))?
@@ -145,18 +200,22 @@ impl BuyerRole {
                         "the seller revealed an IPv6 tunnel address".into(),
                     ));
                 };
-                let (allowed, split) = self.wireguard_allowed()?;
+                let (mut allowed, split) = self.wireguard_allowed()?;
+                if split && let Some(d) = dns {
+                    // The seller's resolver is reached through the tunnel in a split too.
+                    allowed.push(Cidr::new(*d, if d.is_ipv4() { 32 } else { 128 })?);
+                }
                 let client = WgClientConfig {
                     private_key,
                     address,
-                    dns: Vec::new(),
+                    dns: dns.iter().copied().collect(),
                     mtu: DEFAULT_MTU,
                     peer_public_key: WgPublicKey::from_bytes(*server_public_key),
                     endpoint: reveal.endpoint,
                     allowed_ips: allowed.clone(),
                     keepalive: Some(25),
                 };
-                self.start_wireguard(client, allowed, split, shared.cfg.own_hosts())
+                self.start_wireguard(client, allowed, split)
             }
         }
     }
@@ -209,22 +268,31 @@ impl BuyerRole {
         Ok((allowed, split))
     }
 
-    /// The WireGuard VPN to the seller's exit.
+    /// The WireGuard VPN to the seller's exit, on a TUN no live tunnel uses (a switch brings
+    /// the new one up beside the old). The kill switch is the role's lockdown, which outlives
+    /// the tunnel; the tunnel itself only blocks IPv6 while it is up.
     fn start_wireguard(
-        &self,
+        &mut self,
         client: WgClientConfig,
         allowed: Vec<Cidr>,
         split: bool,
-        own_hosts: Vec<std::net::Ipv4Addr>,
     ) -> Result<Tunnel, NodeError> {
+        let tun = self.free_tun_name();
+        let std::net::SocketAddr::V4(ep) = client.endpoint else {
+            return Err(NodeError::Invalid(
+                "the seller revealed an IPv6 endpoint, which this buyer does not reach yet".into(),
+            ));
+        };
+        // The lockdown lets the new tunnel and its endpoint out before the handshake.
+        self.refresh_lockdown(Some((tun.clone(), *ep.ip())));
         let mut cfg = WgBuyerConfig::new(client);
-        cfg.tun_name = self.cfg.wireguard_tun.clone();
-        cfg.kill_switch = self.cfg.kill_switch;
-        // The node keeps talking to the seller (vouchers) outside the tunnel.
-        cfg.allow_endpoint_host = true;
-        // And to the chain RPC, bootstrap peers and relays (sellers are reached through these).
-        cfg.allow_hosts = own_hosts;
-        cfg.resolv_conf = None;
+        cfg.tun_name = tun;
+        cfg.kill_switch = false;
+        cfg.resolv_conf = if self.cfg.resolv_conf.as_os_str().is_empty() {
+            None
+        } else {
+            Some(self.cfg.resolv_conf.clone())
+        };
         cfg.state_dir = Some(self.data_dir.join("wireguard-state"));
         if split {
             cfg.routing = Routing::Split(allowed);
@@ -233,5 +301,49 @@ impl BuyerRole {
             tokio::runtime::Handle::current().block_on(WgBuyer::connect(cfg))
         })?;
         Ok(Tunnel::WireGuard(vpn))
+    }
+
+    /// `[buyer] wireguard_tun`, or its alternate when a live tunnel holds it (a switch).
+    fn free_tun_name(&self) -> String {
+        let used: Vec<&str> = self
+            .sessions
+            .values()
+            .filter_map(|e| match &e.tunnel {
+                Some(Tunnel::WireGuard(w)) => Some(w.tun_name()),
+                _ => None,
+            })
+            .collect();
+        let base = &self.cfg.wireguard_tun;
+        if !used.contains(&base.as_str()) {
+            return base.clone();
+        }
+        alternate_tun(base)
+    }
+}
+
+/// The second TUN name of a switch: the last digit flipped (`wf-vpn0` → `wf-vpn1`), or `1`
+/// appended (cut to the kernel's 15 bytes).
+fn alternate_tun(base: &str) -> String {
+    match base.char_indices().last() {
+        Some((i, c)) if c.is_ascii_digit() => {
+            let d = if c == '0' { '1' } else { '0' };
+            format!("{}{d}", &base[..i])
+        }
+        _ => {
+            let mut s: String = base.chars().take(14).collect();
+            s.push('1');
+            s
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_switch_uses_the_other_tun() {
+        assert_eq!(super::alternate_tun("wf-vpn0"), "wf-vpn1");
+        assert_eq!(super::alternate_tun("wf-vpn1"), "wf-vpn0");
+        assert_eq!(super::alternate_tun("wfv"), "wfv1");
+        assert_eq!(super::alternate_tun("abcdefghijklmnop").len(), 15);
     }
 }

@@ -92,6 +92,19 @@ pub(super) async fn start_wireguard(
             cfg.wireguard_pool
         ))
     })?;
+    if cfg.serve_dns {
+        wc.dns_upstream = if cfg.dns_upstream.is_empty() {
+            let text = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+            wayfare_tunnel::dns::nameservers(&text)
+        } else {
+            cfg.dns_upstream.clone()
+        };
+        if wc.dns_upstream.is_empty() {
+            tracing::warn!(
+                "no nameserver in /etc/resolv.conf: buyers get no resolver in the tunnel; set [seller] dns_upstream"
+            );
+        }
+    }
     Ok(WgSeller::start(wc).await?)
 }
 
@@ -205,6 +218,7 @@ impl SellerRole {
                     address: IpAddr::V4(grant.address),
                     prefix_len: 32,
                 },
+                dns: wg.dns_server().map(IpAddr::V4),
             },
         })
     }

@@ -370,11 +370,16 @@ impl WireFormat for RevealPayload {
             Credentials::WireGuard {
                 server_public_key,
                 tunnel,
+                dns,
             } => {
-                w.u8(1);
+                // Tag 1: no resolver (as before resolvers were revealed); 3: one follows.
+                w.u8(if dns.is_some() { 3 } else { 1 });
                 w.raw(server_public_key);
                 write_ip(w, &tunnel.address);
                 w.u8(tunnel.prefix_len);
+                if let Some(d) = dns {
+                    write_ip(w, d);
+                }
             }
             Credentials::Shadowsocks {
                 method,
@@ -397,7 +402,7 @@ impl WireFormat for RevealPayload {
         }
         let session_id = r.array("reveal.session_id")?;
         let credentials = match r.u8("reveal.credentials")? {
-            1 => {
+            tag @ (1 | 3) => {
                 let server_public_key = r.array("reveal.server_public_key")?;
                 let address = read_ip(r, "reveal.tunnel_address")?;
                 let prefix_len = r.u8("reveal.tunnel_prefix")?;
@@ -408,12 +413,18 @@ impl WireFormat for RevealPayload {
                         "prefix longer than the address",
                     ));
                 }
+                let dns = if tag == 3 {
+                    Some(read_ip(r, "reveal.dns")?)
+                } else {
+                    None
+                };
                 Credentials::WireGuard {
                     server_public_key,
                     tunnel: TunnelAddress {
                         address,
                         prefix_len,
                     },
+                    dns,
                 }
             }
             2 => {

@@ -590,6 +590,11 @@ impl BuyerSession {
         self.phase == Phase::Serving
     }
 
+    /// Whether leaving: the close is under way (consent awaited, or closing alone).
+    pub fn is_closing(&self) -> bool {
+        self.phase == Phase::Closing
+    }
+
     /// Whether paused: service stopped, the channel kept open for [`Self::resume`].
     pub fn is_paused(&self) -> bool {
         self.phase == Phase::Paused

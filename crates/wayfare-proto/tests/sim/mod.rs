@@ -886,6 +886,7 @@ pub fn reveal_payload() -> RevealPayload {
                 address: "198.19.0.2".parse().expect("ip"),
                 prefix_len: 32,
             },
+            dns: None,
         },
     }
 }

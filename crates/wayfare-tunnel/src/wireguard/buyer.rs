@@ -555,6 +555,21 @@ impl WgBuyer {
             .and_then(|p| p.stats.last_handshake)
     }
 
+    /// The TUN's name.
+    pub fn tun_name(&self) -> &str {
+        &self.teardown.tun
+    }
+
+    /// Leaves the route to the seller's endpoint in place at teardown: the next tunnel (a
+    /// switch to a seller on the same host) came up before this one goes and uses it too.
+    pub fn keep_endpoint_route(&mut self) {
+        if self.teardown.endpoint_route.take().is_some()
+            && let Err(e) = self.teardown.save()
+        {
+            warn!(error = %e, "could not record the kept endpoint route");
+        }
+    }
+
     /// Tear down: routes, DNS and firewall (including the kill switch) are restored.
     pub fn disconnect(mut self) {
         self.teardown_now();

@@ -14,7 +14,7 @@ mod keys;
 mod offload;
 mod pool;
 mod seller;
-mod sys;
+pub(crate) mod sys;
 mod tun;
 mod udp;
 

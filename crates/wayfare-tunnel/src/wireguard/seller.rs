@@ -20,7 +20,7 @@ use super::{
     tun::{Hooks, TunIo, parse_v4},
     udp::{BatchUdpFactory, UdpMode},
 };
-use crate::{Cidr, ExitPolicy, Meter, MeterSnapshot, TunnelError};
+use crate::{Cidr, ExitPolicy, Meter, MeterSnapshot, TunnelError, dns::DnsForwarder};
 
 /// Default tunnel address pool.
 pub const DEFAULT_POOL: &str = "198.19.0.0/16";
@@ -44,8 +44,11 @@ pub struct WgSellerConfig {
     pub mtu: u16,
     /// Install IPv4 forwarding and nftables masquerade for the pool.
     pub nat: bool,
-    /// DNS servers written into buyers' configs.
+    /// DNS servers written into buyers' configs (after the gateway, when it serves DNS).
     pub dns: Vec<IpAddr>,
+    /// Serve DNS to the buyers on the gateway address (port 53), forwarding to these
+    /// upstream resolvers; empty: no resolver in the tunnel.
+    pub dns_upstream: Vec<SocketAddr>,
     /// How long a released tunnel address is kept from other buyers.
     pub quarantine: Duration,
 }
@@ -63,6 +66,7 @@ impl WgSellerConfig {
             mtu: DEFAULT_MTU,
             nat: true,
             dns: Vec::new(),
+            dns_upstream: Vec::new(),
             quarantine: DEFAULT_QUARANTINE,
         }
     }
@@ -104,6 +108,8 @@ impl WgSessionGrant {
 struct SellerHooks {
     by_addr: RwLock<HashMap<Ipv4Addr, Meter>>,
     policy: ExitPolicy,
+    /// The gateway, when it serves DNS: port 53 there is the one own address buyers reach.
+    dns_at: Option<Ipv4Addr>,
 }
 
 impl Hooks for SellerHooks {
@@ -117,6 +123,9 @@ impl Hooks for SellerHooks {
             return false;
         };
         meter.add_up(pkt.len() as u64);
+        if Some(h.dst) == self.dns_at && matches!(h.proto, 6 | 17) && h.dport == 53 {
+            return true;
+        }
         let dst = IpAddr::V4(h.dst);
         if self.policy.check(dst).is_err() {
             trace!(src = %h.src, %dst, "exit policy drops packet");
@@ -158,6 +167,7 @@ pub struct WgSeller {
     gateway: Ipv4Addr,
     nat_table: Option<String>,
     netns: sys::NetnsHandle,
+    dns_forwarder: Option<DnsForwarder>,
 }
 
 /// The nftables table a seller with TUN `tun` owns.
@@ -182,6 +192,7 @@ impl WgSeller {
         let hooks = Arc::new(SellerHooks {
             by_addr: RwLock::new(HashMap::new()),
             policy,
+            dns_at: (!cfg.dns_upstream.is_empty()).then_some(gateway),
         });
         let table = exit_table_name(&cfg.tun_name);
         sys::nft_delete_table("ip", &table);
@@ -212,8 +223,20 @@ impl WgSeller {
             gateway,
             nat_table: None,
             netns: sys::NetnsHandle::current()?,
+            dns_forwarder: None,
             cfg,
         };
+        if !seller.cfg.dns_upstream.is_empty() {
+            let f = DnsForwarder::start(
+                SocketAddr::new(IpAddr::V4(gateway), 53),
+                seller.cfg.pool,
+                seller.cfg.dns_upstream.clone(),
+            )
+            .await?;
+            info!(at = %f.local_addr(), upstream = ?seller.cfg.dns_upstream, "serving DNS to buyers");
+            seller.cfg.dns.insert(0, IpAddr::V4(gateway));
+            seller.dns_forwarder = Some(f);
+        }
         if seller.cfg.nat {
             sys::sysctl("net.ipv4.ip_forward", "1")?;
             let script = format!(
@@ -235,6 +258,11 @@ impl WgSeller {
     /// The seller's own tunnel address (first host of the pool).
     pub fn gateway(&self) -> Ipv4Addr {
         self.gateway
+    }
+
+    /// The resolver it serves buyers inside the tunnel (the gateway), if it serves one.
+    pub fn dns_server(&self) -> Option<Ipv4Addr> {
+        self.dns_forwarder.as_ref().map(|_| self.gateway)
     }
 
     /// The nftables table this seller installed, if any.
