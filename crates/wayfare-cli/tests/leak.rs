@@ -122,8 +122,13 @@ impl Drop for Leak {
 }
 
 impl Leak {
-    /// Two WireGuard sellers behind the relay and a buyer with the default full tunnel.
+    /// WireGuard sellers behind the relay and a buyer with the default full tunnel.
     fn new(sellers: usize) -> Leak {
+        Self::selling(sellers, ServiceName::Wireguard)
+    }
+
+    /// `sellers` sellers of `service` and the buyer.
+    fn selling(sellers: usize, service: ServiceName) -> Leak {
         let tmp = tempfile::Builder::new()
             .prefix("wayfare-leak")
             .tempdir()
@@ -140,7 +145,7 @@ impl Leak {
         net.lab().unwrap().add_buyer_uplink().expect("buyer uplink");
         let mut ds = Vec::new();
         for i in 1..=sellers {
-            let mut s = spec(vec![ServiceName::Wireguard]);
+            let mut s = spec(vec![service]);
             s.index = i;
             s.grace = 20;
             ds.push(net.start_seller(&s).expect("start a seller"));
@@ -504,4 +509,66 @@ fn leak_dns_goes_to_the_sellers_resolver_and_no_ipv6_leaves() {
     assert!(getent("after.example").contains("192.0.2.66"));
     assert!(lan.load(std::sync::atomic::Ordering::SeqCst) >= 1);
     assert!(curl6(), "IPv6 works again after disconnect");
+}
+
+/// In shadowsocks mode a name given to the SOCKS5 server (`socks5h`) is resolved at the seller:
+/// `web.lab` exists only in the seller host's /etc/hosts, the download by name works, and the
+/// buyer's LAN resolver is never asked; resolving it on the buyer (`--socks5`) fails.
+#[test]
+fn leak_socks_names_resolve_at_the_seller() {
+    if !lab_available("leak_socks_names_resolve_at_the_seller") {
+        return;
+    }
+    let w = Leak::selling(1, ServiceName::Shadowsocks);
+    let lan = dns_server(
+        &w.net,
+        Host::Seller,
+        (SELLER_IP, 53).into(),
+        std::net::Ipv4Addr::new(192, 0, 2, 66),
+    );
+    let c = w
+        .net
+        .cli_json(&w.buyer, &["connect", "--service", "shadowsocks"])
+        .unwrap_or_else(|e| panic!("connect: {e}\n{}", w.logs()));
+    // `connect --json` waits for the tunnel and prints the session, with its SOCKS5 address.
+    let socks = c["socks"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no SOCKS5 address in {c}"))
+        .to_string();
+    let port = w.net.http().port();
+    let l = w.net.lab().unwrap();
+    let fetch = |proxy_flag: &str| {
+        l.buyer
+            .command("curl")
+            .args([
+                "-sS",
+                "-o",
+                "/dev/null",
+                "--max-time",
+                "5",
+                proxy_flag,
+                &socks,
+            ])
+            .arg(format!("http://web.lab:{port}/bytes/1000"))
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    assert!(
+        fetch("--socks5-hostname"),
+        "a name resolves at the seller\n{}",
+        w.logs()
+    );
+    assert_eq!(
+        lan.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "the buyer's resolver was asked for a name the seller resolves"
+    );
+    assert!(
+        !fetch("--socks5"),
+        "the buyer itself cannot resolve web.lab"
+    );
+    assert!(
+        lan.load(std::sync::atomic::Ordering::SeqCst) >= 1,
+        "the control did ask it"
+    );
 }

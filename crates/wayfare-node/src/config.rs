@@ -557,6 +557,49 @@ impl NodeConfig {
         hosts
     }
 
+    /// The names among the node's own hosts (`/dns4/NAME/…` peers and an RPC URL's host that
+    /// is not an IPv4 literal), with the port to resolve them on; see [`Self::own_hosts`].
+    pub fn own_host_names(&self) -> Vec<(String, u16)> {
+        let mut names: Vec<(String, u16)> = self
+            .p2p
+            .bootstrap
+            .iter()
+            .chain(&self.p2p.relays)
+            .filter_map(|a| {
+                let rest = a
+                    .strip_prefix("/dns4/")
+                    .or_else(|| a.strip_prefix("/dns/"))?;
+                let mut parts = rest.split('/');
+                let name = parts.next()?.to_string();
+                let port = parts.nth(1).and_then(|p| p.parse().ok()).unwrap_or(4001);
+                Some((name, port))
+            })
+            .collect();
+        if let Some(hostport) = self.chain.rpc_url.split("://").nth(1) {
+            let hostport = hostport.split('/').next().unwrap_or("");
+            let (host, port) = match hostport.rsplit_once(':') {
+                Some((h, p)) => (h, p.parse().unwrap_or(443)),
+                None => (
+                    hostport,
+                    if self.chain.rpc_url.starts_with("https") {
+                        443
+                    } else {
+                        80
+                    },
+                ),
+            };
+            if !host.is_empty()
+                && host.parse::<std::net::IpAddr>().is_err()
+                && !host.starts_with('[')
+            {
+                names.push((host.to_string(), port));
+            }
+        }
+        names.sort();
+        names.dedup();
+        names
+    }
+
     /// `[p2p] advertise`, or its default: relay for a seller, direct otherwise.
     pub fn advertise(&self) -> AdvertiseMode {
         self.p2p.advertise.unwrap_or(if self.seller.is_some() {
@@ -841,6 +884,7 @@ pause_timeout_secs = 0
         .unwrap();
         let hosts: Vec<String> = c.own_hosts().iter().map(|h| h.to_string()).collect();
         assert_eq!(hosts, ["127.0.0.1", "198.18.7.1"]);
+        assert_eq!(c.own_host_names(), [("a.example".to_string(), 1)]);
     }
 
     #[test]

@@ -186,7 +186,7 @@ pub async fn run(
                 account,
                 bclient,
                 cfg.data_dir.clone(),
-                cfg.own_hosts(),
+                resolve_own_hosts(&cfg).await,
             ))
         }
         None => None,
@@ -276,6 +276,27 @@ pub async fn run(
         .map_err(|e| NodeError::Other(format!("the node task failed: {e}")))?;
     tracing::info!("daemon stopped");
     Ok(())
+}
+
+/// The node's own hosts as addresses: the IPv4 literals, and the names resolved now (before
+/// any lockdown, which would drop DNS outside the tunnel). A name that does not resolve is
+/// logged; the lockdown then blocks it outside the tunnel (it is still reached through one).
+async fn resolve_own_hosts(cfg: &NodeConfig) -> Vec<std::net::Ipv4Addr> {
+    let mut hosts = cfg.own_hosts();
+    for (name, port) in cfg.own_host_names() {
+        match tokio::net::lookup_host((name.as_str(), port)).await {
+            Ok(addrs) => hosts.extend(addrs.filter_map(|a| match a.ip() {
+                std::net::IpAddr::V4(v4) => Some(v4),
+                std::net::IpAddr::V6(_) => None,
+            })),
+            Err(e) => {
+                tracing::warn!(%name, error = %e, "can't resolve an own host: the lockdown will not let it through outside the tunnel; use an IP address in the config")
+            }
+        }
+    }
+    hosts.sort();
+    hosts.dedup();
+    hosts
 }
 
 async fn wait_for_stop(stop: Option<oneshot::Receiver<()>>) {
