@@ -11,7 +11,7 @@ CARGO ?= cargo
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Debian packages the tests and the demo need (namespace lab tools join as the data planes land).
 APT_PACKAGES := ca-certificates curl git iproute2 nftables conntrack pkg-config build-essential nodejs npm \
-	iperf3 shadowsocks-libev wireguard-go wireguard-tools tcpdump
+	iperf3 shadowsocks-libev wireguard-go wireguard-tools tcpdump chromium chromium-driver
 DEVNET_DIR ?= $(CURDIR)/.devnet
 WAYFARE := $(CARGO_TARGET_DIR)/debug/wayfare
 
@@ -43,7 +43,7 @@ apt:
 	done; \
 	if [ -n "$$missing" ]; then \
 	  echo "apt: installing$$missing"; \
-	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
 	@command -v cargo >/dev/null || { echo "cargo not found: install Rust with rustup (https://rustup.rs) and re-run"; exit 1; }
 

@@ -2,8 +2,10 @@
 //! channels, close, seller), a local devnet, the market by hand, and plain proxies and tunnels.
 
 mod chain_cmd;
+mod dashboard_cmd;
 mod demo_cmd;
 mod devnet_cmd;
+mod lockdown_cmd;
 mod node_cmd;
 mod output;
 mod proxy_cmd;
@@ -68,8 +70,10 @@ enum Cmd {
         #[command(flatten)]
         api: node_cmd::ApiArgs,
         #[command(flatten)]
-        args: node_cmd::LockdownArgs,
+        args: lockdown_cmd::LockdownArgs,
     },
+    /// A one-time link to the daemon's web dashboard (offers, sessions, earnings, channels, health).
+    Dashboard(node_cmd::ApiArgs),
     /// The channels this node is party to.
     Channels(node_cmd::ApiArgs),
     /// Close a channel (buyer: leave or start a unilateral close; seller: settle).
@@ -118,7 +122,8 @@ fn main() -> std::process::ExitCode {
             Cmd::Connect { api, args } => node_cmd::connect(api, args).await,
             Cmd::Status(api) => node_cmd::status(api).await,
             Cmd::Disconnect { api, args } => node_cmd::disconnect(api, args).await,
-            Cmd::Lockdown { api, args } => node_cmd::lockdown(api, args).await,
+            Cmd::Lockdown { api, args } => lockdown_cmd::lockdown(api, args).await,
+            Cmd::Dashboard(api) => dashboard_cmd::run(api).await,
             Cmd::Channels(api) => node_cmd::channels(api).await,
             Cmd::Close { api, args } => node_cmd::close(api, args).await,
             Cmd::Seller { api, cmd } => node_cmd::seller(api, cmd).await,

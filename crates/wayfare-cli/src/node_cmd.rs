@@ -10,12 +10,13 @@ use wayfare_chain::units::format_eth;
 use wayfare_node::{
     NodeConfig,
     api_types::{
-        ApiError, ChannelView, ConnectAnswer, ConnectRequest, DisconnectRequest, LockdownRequest,
-        LockdownView, NodeStatus, OfferView, SellerStatus, SessionView, TxView,
+        ApiError, ChannelView, ConnectAnswer, ConnectRequest, DisconnectRequest, NodeStatus,
+        OfferView, SellerStatus, SessionView, TxView,
     },
     config::DEFAULT_API_LISTEN,
 };
 
+use crate::lockdown_cmd::lockdown_line;
 use crate::output;
 
 /// How the client reaches the daemon.
@@ -37,7 +38,7 @@ pub struct ApiArgs {
     token_file: Option<PathBuf>,
     /// Print JSON for scripts.
     #[arg(long, global = true)]
-    json: bool,
+    pub(crate) json: bool,
 }
 
 /// `wayfare daemon`.
@@ -118,14 +119,14 @@ pub enum SellerCmd {
     Withdraw,
 }
 
-struct Client {
+pub(crate) struct Client {
     base: String,
     token: String,
     http: reqwest::Client,
 }
 
 impl Client {
-    fn new(a: &ApiArgs) -> anyhow::Result<Self> {
+    pub(crate) fn new(a: &ApiArgs) -> anyhow::Result<Self> {
         let path = a
             .token_file
             .clone()
@@ -185,11 +186,11 @@ impl Client {
         serde_json::from_slice(&bytes).with_context(|| format!("the daemon's answer to {path}"))
     }
 
-    async fn get<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
+    pub(crate) async fn get<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
         self.call(reqwest::Method::GET, path, None).await
     }
 
-    async fn post<T: DeserializeOwned>(
+    pub(crate) async fn post<T: DeserializeOwned>(
         &self,
         path: &str,
         body: serde_json::Value,
@@ -590,69 +591,4 @@ pub async fn seller(a: ApiArgs, cmd: SellerCmd) -> anyhow::Result<()> {
             Ok(())
         }
     }
-}
-
-/// The lockdown as `wayfare status` and `wayfare lockdown` print it.
-fn lockdown_line(l: &LockdownView) -> String {
-    let mut line = if l.engaged {
-        let mut via = l.tunnels.clone();
-        via.extend(l.endpoints.iter().map(|e| format!("seller {e}")));
-        via.extend(l.hosts.iter().cloned());
-        format!(
-            "up: nothing leaves this host except via {}",
-            if via.is_empty() {
-                "loopback".to_string()
-            } else {
-                via.join(", ")
-            }
-        )
-    } else if l.kill_switch {
-        format!(
-            "off (goes up at {})",
-            if l.mode == "always" {
-                "start"
-            } else {
-                "the next WireGuard connect"
-            }
-        )
-    } else {
-        "off (kill switch disabled in [buyer])".to_string()
-    };
-    if let Some(e) = &l.last_error {
-        line.push_str(&format!("; last change failed: {e}"));
-    }
-    line
-}
-
-/// `wayfare lockdown on|off|status`.
-#[derive(Debug, clap::Args)]
-pub struct LockdownArgs {
-    /// `on` puts it up now, `off` lifts it (until the next WireGuard connect, or start with
-    /// `lockdown = "always"`), `status` shows it.
-    #[arg(value_parser = ["on", "off", "status"], default_value = "status")]
-    action: String,
-}
-
-/// `wayfare lockdown`.
-pub async fn lockdown(a: ApiArgs, args: LockdownArgs) -> anyhow::Result<()> {
-    let c = Client::new(&a)?;
-    let view: LockdownView = match args.action.as_str() {
-        "status" => {
-            let s: NodeStatus = c.get("/v1/status").await?;
-            s.lockdown
-                .ok_or_else(|| anyhow::anyhow!("this daemon has no [buyer] role, so no lockdown"))?
-        }
-        on => {
-            c.post(
-                "/v1/lockdown",
-                serde_json::to_value(LockdownRequest { on: on == "on" })?,
-            )
-            .await?
-        }
-    };
-    if a.json {
-        return output::json(&view);
-    }
-    println!("{}", lockdown_line(&view));
-    Ok(())
 }

@@ -1,5 +1,6 @@
 //! The REST API on 127.0.0.1: everything the CLI does, as JSON, behind a bearer token kept in a
-//! 0600 file; `/openapi.json` describes it and `/metrics` exposes Prometheus counters.
+//! 0600 file; `/openapi.json` describes it and `/metrics` exposes Prometheus counters. `/` is
+//! the web dashboard (see [`crate::dashboard`]), a client of the same API.
 
 use std::{path::Path, sync::Arc};
 
@@ -16,6 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::{
     api_types::{ApiError, ConnectRequest, DisconnectRequest, LockdownRequest},
+    dashboard::{self, LoginAnswer, LoginCodes, LoginRequest},
     error::NodeError,
     metrics::Metrics,
     node::Command,
@@ -26,6 +28,10 @@ struct ApiState {
     commands: mpsc::Sender<Command>,
     token: Arc<String>,
     metrics: Arc<Metrics>,
+    /// One-time dashboard link codes.
+    codes: LoginCodes,
+    /// `http://ADDR` of this API (the dashboard link's base).
+    base: Arc<String>,
 }
 
 /// Reads the token file, creating it (mode 0600, 32 random bytes as hex) when missing.
@@ -194,6 +200,26 @@ async fn metrics(State(st): State<ApiState>) -> Response {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }
 
+async fn dashboard_link(State(st): State<ApiState>) -> Response {
+    let code = st.codes.issue(std::time::Instant::now());
+    dashboard::link(&st.base, &code).into_response()
+}
+
+/// Trades a one-time dashboard code for the token (no token needed: the code is the proof).
+async fn login(State(st): State<ApiState>, Json(req): Json<LoginRequest>) -> Response {
+    if st.codes.redeem(req.code.trim(), std::time::Instant::now()) {
+        Json(LoginAnswer {
+            token: st.token.to_string(),
+        })
+        .into_response()
+    } else {
+        error(
+            401,
+            "this dashboard link was used or has expired: run `wayfare dashboard` for a new one",
+        )
+    }
+}
+
 async fn openapi() -> Response {
     (
         [(header::CONTENT_TYPE, "application/json")],
@@ -203,11 +229,18 @@ async fn openapi() -> Response {
 }
 
 /// The API's routes.
-pub fn router(commands: mpsc::Sender<Command>, token: String, counters: Arc<Metrics>) -> Router {
+pub fn router(
+    commands: mpsc::Sender<Command>,
+    token: String,
+    counters: Arc<Metrics>,
+    base: String,
+) -> Router {
     let st = ApiState {
         commands,
         token: Arc::new(token),
         metrics: counters,
+        codes: LoginCodes::default(),
+        base: Arc::new(base),
     };
     let authed = Router::new()
         .route("/v1/status", get(status))
@@ -222,9 +255,15 @@ pub fn router(commands: mpsc::Sender<Command>, token: String, counters: Arc<Metr
         .route("/v1/seller", get(seller))
         .route("/v1/withdraw", post(withdraw))
         .route("/metrics", get(metrics))
+        .route("/v1/dashboard/link", post(dashboard_link))
         .layer(middleware::from_fn_with_state(st.clone(), auth));
     Router::new()
         .route("/openapi.json", get(openapi))
+        .route("/", get(dashboard::index))
+        .route("/ui", get(dashboard::index))
+        .route("/ui/app.js", get(dashboard::app_js))
+        .route("/ui/style.css", get(dashboard::style))
+        .route("/v1/login", post(login))
         .merge(authed)
         .with_state(st)
 }

@@ -35,6 +35,9 @@ pub struct NodeStatus {
     pub chain_block: u64,
     /// Whether the last chain call worked.
     pub chain_ok: bool,
+    /// p2p peers connected now.
+    #[serde(default)]
+    pub p2p_peers: u64,
     /// The seller account, when selling.
     pub seller: Option<String>,
     /// The buyer account, when buying.

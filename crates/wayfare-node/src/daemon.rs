@@ -210,7 +210,7 @@ pub async fn run(
     let api_addr = listener
         .local_addr()
         .map_err(|e| NodeError::Other(e.to_string()))?;
-    let router = api::router(cmd_tx, token, metrics);
+    let router = api::router(cmd_tx, token, metrics, format!("http://{api_addr}"));
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, router).await {
             tracing::error!(error = %e, "API server stopped");

@@ -25,6 +25,7 @@ pub mod buyer;
 pub mod chain_watch;
 pub mod config;
 pub mod daemon;
+pub mod dashboard;
 pub mod error;
 pub mod inbound;
 pub mod indexer;

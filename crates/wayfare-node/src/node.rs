@@ -828,6 +828,7 @@ impl Node {
             market: self.shared.chain.address().to_string(),
             chain_block: self.shared.chain_block,
             chain_ok: self.shared.chain_ok,
+            p2p_peers: self.shared.p2p.stats().peers(),
             seller: self.seller.as_ref().map(|s| s.account.to_string()),
             buyer: self.buyer.as_ref().map(|b| b.account.to_string()),
             sessions: self.sessions(),

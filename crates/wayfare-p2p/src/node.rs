@@ -468,6 +468,7 @@ impl<R: Registry> Node<R> {
                 };
                 self.connections.insert(connection_id, (peer_id, addr));
                 self.dial_backoff.connected(&peer_id);
+                self.stats.set_peers(self.swarm.connected_peers().count());
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,
@@ -476,6 +477,7 @@ impl<R: Registry> Node<R> {
                 ..
             } => {
                 self.connections.remove(&connection_id);
+                self.stats.set_peers(self.swarm.connected_peers().count());
                 if num_established == 0 {
                     self.gossip_limit.forget(&peer_id);
                     self.request_limit.forget(&peer_id);

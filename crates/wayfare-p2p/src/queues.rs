@@ -100,9 +100,19 @@ pub struct P2pStats {
     denied_other: AtomicU64,
     malformed: AtomicU64,
     rate_limited: AtomicU64,
+    peers: AtomicU64,
 }
 
 impl P2pStats {
+    /// Peers connected now.
+    pub fn peers(&self) -> u64 {
+        self.peers.load(Relaxed)
+    }
+
+    pub(crate) fn set_peers(&self, n: usize) {
+        self.peers.store(n as u64, Relaxed);
+    }
+
     /// What did not reach the application, by class: session and quote requests refused as
     /// busy, events dropped. Labels `session`, `quote`, `event`.
     pub fn dropped(&self) -> [(&'static str, u64); 3] {
