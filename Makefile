@@ -11,7 +11,7 @@ CARGO ?= cargo
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Debian packages the tests and the demo need (namespace lab tools join as the data planes land).
 APT_PACKAGES := ca-certificates curl git iproute2 nftables conntrack pkg-config build-essential nodejs npm \
-	iperf3 shadowsocks-libev wireguard-go wireguard-tools tcpdump chromium chromium-driver
+	iperf3 shadowsocks-libev wireguard-go wireguard-tools tcpdump chromium chromium-driver miniupnpd-nftables
 DEVNET_DIR ?= $(CURDIR)/.devnet
 WAYFARE := $(CARGO_TARGET_DIR)/debug/wayfare
 

@@ -575,6 +575,7 @@ pub async fn seller(a: ApiArgs, cmd: SellerCmd) -> anyhow::Result<()> {
                         .map(eth)
                         .unwrap_or_else(|| "unknown (chain unreachable)".into()),
                 ),
+                ("reachable", s.reachability.clone()),
             ]);
             Ok(())
         }

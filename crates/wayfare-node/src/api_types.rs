@@ -259,6 +259,10 @@ pub struct SellerStatus {
     pub unsettled_wei: String,
     /// What `withdraw` would pay the payout address now, wei (none if the chain is down).
     pub withdrawable_wei: Option<String>,
+    /// How buyers reach this seller (direct, mapped on the router) or why they can't, with the
+    /// fix.
+    #[serde(default)]
+    pub reachability: String,
 }
 
 /// A mined transaction.

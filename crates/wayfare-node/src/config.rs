@@ -306,8 +306,14 @@ pub struct SellerConfig {
     /// Services sold.
     #[serde(default = "default_services")]
     pub services: Vec<ServiceName>,
-    /// Host buyers dial.
+    /// Host buyers dial (only ever sent inside sealed reveals). Empty: the external address
+    /// the home router reports when it maps the ports (`port_mapping`).
+    #[serde(default)]
     pub public_host: String,
+    /// Ask the home router (UPnP-IGD) to map the service ports, renewed while running and
+    /// removed at shutdown; buyers then dial the mapped external address.
+    #[serde(default = "default_true")]
+    pub port_mapping: bool,
     /// Shadowsocks listen address.
     #[serde(default = "default_ss_listen")]
     pub shadowsocks_listen: SocketAddr,

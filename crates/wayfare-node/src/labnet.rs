@@ -47,6 +47,8 @@ pub enum Host {
     Internet,
     /// The relay host (in the lab; loopback otherwise).
     Relay,
+    /// A seller's host behind a home router ([`LabNet::add_home`]).
+    Home,
 }
 
 enum Rt {
@@ -111,6 +113,9 @@ pub struct SellerSpec {
     /// What the exit lets through (`[seller] exit_allow`); `None` is the lab's internet.
     /// `Some(vec![])` makes a seller whose tunnels come up but reach nothing.
     pub exit_allow: Option<Vec<String>>,
+    /// Run it behind the home router ([`LabNet::add_home`]) with no `public_host`: buyers
+    /// reach it only through the ports it maps.
+    pub at_home: bool,
 }
 
 impl SellerSpec {
@@ -130,6 +135,7 @@ impl SellerSpec {
             extra_config: String::new(),
             extra_p2p_config: String::new(),
             exit_allow: None,
+            at_home: false,
         }
     }
 }
@@ -443,6 +449,7 @@ impl LabNet {
                     Host::Seller => &l.seller,
                     Host::Internet => &l.internet,
                     Host::Relay => l.relay.as_ref().unwrap_or(&l.seller),
+                    Host::Home => l.home.as_ref().map(|h| &h.host).unwrap_or(&l.seller),
                 };
                 let mut c = Command::new("ip");
                 c.args(["netns", "exec", ns.name()]).arg(program);
@@ -502,7 +509,11 @@ impl LabNet {
             signer = s.signer.keystore.display().to_string(),
             region = spec.region,
             services = services.join(", "),
-            host = self.seller_ip(),
+            host = if spec.at_home {
+                String::new()
+            } else {
+                self.seller_ip().to_string()
+            },
             idx = spec.index,
             x = spec.price_per_mib,
             y = spec.price_per_second,
@@ -515,7 +526,21 @@ impl LabNet {
         ));
         text.push_str(&spec.extra_config);
         text.push('\n');
-        self.spawn_daemon(&name, Host::Seller, &text, data_dir, api, p2p_port, ss_port)
+        let host = if spec.at_home {
+            Host::Home
+        } else {
+            Host::Seller
+        };
+        self.spawn_daemon(&name, host, &text, data_dir, api, p2p_port, ss_port)
+    }
+
+    /// Adds the home router (NAT, miniupnpd) and the host behind it (namespace lab only).
+    pub fn add_home(&mut self) -> Result<(), LabNetError> {
+        let l = self
+            .lab
+            .as_mut()
+            .ok_or_else(|| err("a home router needs the namespace lab (root)"))?;
+        l.add_home().map(|_| ()).map_err(err)
     }
 
     /// Writes the buyer's config (joining the network at the relay) and starts its daemon:

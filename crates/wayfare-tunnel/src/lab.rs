@@ -62,6 +62,16 @@ pub const INTERNET_IP6: &str = "2001:db8:2::2";
 /// "home router" (the seller host, as every host names it) resolves for it.
 pub const BUYER_RESOLV_CONF: &str = "# the buyer's LAN resolver\nnameserver 198.18.1.1\n";
 
+/// A home seller's address on its LAN (with [`Lab::add_home`]).
+pub const HOME_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 10, 2);
+/// The home router's LAN address.
+pub const ROUTER_LAN_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 10, 1);
+/// The home router's WAN (external) address. Not in 198.18.0.0/15 like the rest of the lab:
+/// miniupnpd 2.3 refuses to map ports on a reserved external address, so the router gets one
+/// of 11.0.0.0/8 instead. No packet leaves the lab: its namespaces have no link to anything else.
+pub const ROUTER_WAN_IP: Ipv4Addr = Ipv4Addr::new(11, 18, 0, 2);
+const ROUTER_WAN_PEER_IP: Ipv4Addr = Ipv4Addr::new(11, 18, 0, 1);
+
 /// Why the lab cannot run here, if it cannot (not root, no `ip`).
 pub fn unavailable_reason() -> Option<String> {
     // SAFETY: geteuid has no preconditions and cannot fail.
@@ -173,7 +183,39 @@ pub struct Lab {
     pub attacker: Option<Netns>,
     /// The relay host, once [`Lab::add_relay`] made it.
     pub relay: Option<Netns>,
+    /// A home seller's host and its router, once [`Lab::add_home`] made them.
+    pub home: Option<Home>,
     suffix: String,
+}
+
+/// A host behind a home router doing NAT (nft masquerade), with miniupnpd answering UPnP-IGD
+/// and NAT-PMP on its LAN.
+#[derive(Debug)]
+pub struct Home {
+    /// The seller's host, on the router's LAN ([`HOME_IP`]).
+    pub host: Netns,
+    /// The router ([`ROUTER_LAN_IP`] inside, [`ROUTER_WAN_IP`] outside).
+    pub router: Netns,
+    miniupnpd: std::process::Child,
+}
+
+impl Home {
+    /// The port forwards miniupnpd has installed now (its nft chain, as text).
+    pub fn mappings(&self) -> String {
+        self.router
+            .command("nft")
+            .args(["list", "chain", "inet", "nat", "prerouting_miniupnpd"])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Home {
+    fn drop(&mut self) {
+        let _ = self.miniupnpd.kill();
+        let _ = self.miniupnpd.wait();
+    }
 }
 
 fn ip(args: &[&str]) -> Result<(), TunnelError> {
@@ -208,6 +250,7 @@ impl Lab {
             },
             attacker: None,
             relay: None,
+            home: None,
             suffix: sfx.clone(),
         };
         // From here on, Drop cleans up whatever was created.
@@ -403,6 +446,96 @@ impl Lab {
         Ok(())
     }
 
+    /// Adds (once) a home: a seller host behind a NAT router running miniupnpd, the router's
+    /// WAN linked to the seller host (the lab's "internet core", forwarding), reachable from
+    /// the buyer, the relay and the internet host.
+    pub fn add_home(&mut self) -> Result<&Home, TunnelError> {
+        if self.home.is_none() {
+            let h = self.new_host("home")?;
+            let r = self.new_host("router")?;
+            let sfx = self.suffix.clone();
+            link(&sfx, "hl", (&h, HOME_IP), (&r, ROUTER_LAN_IP))?;
+            link(
+                &sfx,
+                "hw",
+                (&r, ROUTER_WAN_IP),
+                (&self.seller.name, ROUTER_WAN_PEER_IP),
+            )?;
+            ip(&[
+                "-n",
+                &h,
+                "route",
+                "add",
+                "default",
+                "via",
+                &ROUTER_LAN_IP.to_string(),
+            ])?;
+            ip(&[
+                "-n",
+                &r,
+                "route",
+                "add",
+                "default",
+                "via",
+                &ROUTER_WAN_PEER_IP.to_string(),
+            ])?;
+            let wan_net = "11.18.0.0/24";
+            ip(&[
+                "-n",
+                &self.buyer.name,
+                "route",
+                "replace",
+                wan_net,
+                "via",
+                &SELLER_IP.to_string(),
+            ])?;
+            ip(&[
+                "-n",
+                &self.internet.name,
+                "route",
+                "replace",
+                wan_net,
+                "via",
+                &SELLER_UPLINK_IP.to_string(),
+            ])?;
+            if let Some(relay) = &self.relay {
+                ip(&[
+                    "-n",
+                    &relay.name,
+                    "route",
+                    "replace",
+                    wan_net,
+                    "via",
+                    &SELLER_TO_RELAY_LINK_IP.to_string(),
+                ])?;
+            }
+            for (ns, key) in [
+                (&self.seller.name, "net.ipv4.ip_forward=1"),
+                (&r, "net.ipv4.ip_forward=1"),
+            ] {
+                let st = Command::new("ip")
+                    .args(["netns", "exec", ns, "sysctl", "-qw", key])
+                    .status()
+                    .map_err(|e| TunnelError::Lab(format!("sysctl: {e}")))?;
+                if !st.success() {
+                    return Err(TunnelError::Lab(format!("sysctl {key} in {ns} failed")));
+                }
+            }
+            let (lan_if, wan_if) = (format!("hlb{sfx}"), format!("hwa{sfx}"));
+            let router = Netns { name: r.clone() };
+            router_nft(&router, &wan_if)?;
+            let miniupnpd = start_miniupnpd(&router, &lan_if, &wan_if, &sfx)?;
+            self.home = Some(Home {
+                host: Netns { name: h },
+                router,
+                miniupnpd,
+            });
+        }
+        self.home
+            .as_ref()
+            .ok_or_else(|| TunnelError::Lab("home missing".into()))
+    }
+
     /// The buyer host's links to other hosts (its veths): where a leak would leave.
     pub fn buyer_links(&self) -> Vec<String> {
         let out = Command::new("ip")
@@ -423,6 +556,71 @@ impl Lab {
         ip(&["-n", &name, "link", "set", "lo", "up"])?;
         Ok(name)
     }
+}
+
+/// The router's firewall: masquerade out of the WAN, and the chains miniupnpd fills.
+fn router_nft(router: &Netns, wan_if: &str) -> Result<(), TunnelError> {
+    let script = format!(
+        "table inet filter {{\n  chain miniupnpd {{\n  }}\n  chain forward {{\n    type filter hook forward priority 0; policy accept;\n    jump miniupnpd\n  }}\n}}\n\
+         table inet nat {{\n  chain prerouting_miniupnpd {{\n  }}\n  chain postrouting_miniupnpd {{\n  }}\n\
+         \x20 chain prerouting {{\n    type nat hook prerouting priority -100; policy accept;\n    jump prerouting_miniupnpd\n  }}\n\
+         \x20 chain postrouting {{\n    type nat hook postrouting priority 100; policy accept;\n    jump postrouting_miniupnpd\n    oifname \"{wan_if}\" masquerade\n  }}\n}}\n"
+    );
+    let mut child = router
+        .command("nft")
+        .args(["-f", "-"])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| TunnelError::Lab(format!("nft: {e}")))?;
+    if let Some(mut i) = child.stdin.take() {
+        use std::io::Write;
+        i.write_all(script.as_bytes())
+            .map_err(|e| TunnelError::Lab(format!("nft: {e}")))?;
+    }
+    let out = child
+        .wait_with_output()
+        .map_err(|e| TunnelError::Lab(format!("nft: {e}")))?;
+    if !out.status.success() {
+        return Err(TunnelError::Lab(format!(
+            "the router's nft rules: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )));
+    }
+    Ok(())
+}
+
+/// miniupnpd (Debian's miniupnpd-nftables) on the router, in the foreground until killed.
+fn start_miniupnpd(
+    router: &Netns,
+    lan_if: &str,
+    wan_if: &str,
+    sfx: &str,
+) -> Result<std::process::Child, TunnelError> {
+    let conf = std::env::temp_dir().join(format!("wf-miniupnpd-{sfx}.conf"));
+    let text = format!(
+        "ext_ifname={wan_if}\nlistening_ip={lan_if}\nenable_natpmp=yes\nenable_upnp=yes\nsecure_mode=yes\n\
+         upnp_table_name=filter\nupnp_nat_table_name=nat\nupnp_forward_chain=miniupnpd\n\
+         upnp_nat_chain=prerouting_miniupnpd\nupnp_nat_postrouting_chain=postrouting_miniupnpd\n\
+         system_uptime=yes\nuuid=3d3cec3a-8cf0-11e0-98ee-{sfx}0000\n\
+         allow 1024-65535 198.18.10.0/24 1024-65535\ndeny 0-65535 0.0.0.0/0 0-65535\n"
+    );
+    std::fs::write(&conf, text).map_err(|e| TunnelError::Lab(format!("miniupnpd.conf: {e}")))?;
+    let child = router
+        .command("miniupnpd")
+        .args(["-d", "-f"])
+        .arg(&conf)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| {
+            TunnelError::Lab(format!(
+                "miniupnpd: {e} (Debian's miniupnpd-nftables; `make setup` installs it)"
+            ))
+        })?;
+    // It answers SSDP within a moment; the seller's search waits for it anyway.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    Ok(child)
 }
 
 /// A veth between two namespaces, each end with its /24 address, up.
@@ -453,10 +651,16 @@ fn route(ns: &str, dst: Ipv4Addr, gateway: Ipv4Addr) -> Result<(), TunnelError> 
 
 impl Drop for Lab {
     fn drop(&mut self) {
+        let home: Vec<&Netns> = self
+            .home
+            .iter()
+            .flat_map(|h| [&h.host, &h.router])
+            .collect();
         for ns in [&self.buyer, &self.seller, &self.internet]
             .into_iter()
             .chain(self.attacker.as_ref())
             .chain(self.relay.as_ref())
+            .chain(home)
         {
             let _ = Command::new("ip")
                 .args(["netns", "del", &ns.name])

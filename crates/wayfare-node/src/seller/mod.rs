@@ -10,11 +10,15 @@
 //!  service   the shadowsocks port and the WireGuard exit: started, provisioned per session, metered
 //!  announce  the signed announcement, republished
 //!  chain     chain facts about the seller's channels: the stored row, the watchtower, rating
+//!  portmap   the service ports mapped on a home router (UPnP-IGD), renewed, removed
+//!  reach     how buyers reach this seller: the mapping made at start, or `public_host`
 //! ```
 
 mod announce;
 mod chain;
+mod portmap;
 mod quotes;
+mod reach;
 mod service;
 mod session;
 
@@ -104,6 +108,7 @@ pub struct SellerRole {
     by_channel: BTreeMap<B256, String>,
     next_announce: Timestamp,
     announce_ok: Arc<std::sync::atomic::AtomicBool>,
+    reach: reach::Reach,
 }
 
 fn secret_key(signer: &PrivateKeySigner) -> Result<SecretKey, NodeError> {
@@ -130,7 +135,6 @@ impl SellerRole {
             payment_interval: cfg.payment_interval,
         };
         let services: Vec<Service> = cfg.services.iter().map(|s| s.service()).collect();
-        let public_ip = service::public_ip(&cfg).await?;
         let policy = service::exit_policy(&cfg)?;
         let (mut ss, mut ss_ipsk) = (None, None);
         if services.contains(&Service::Shadowsocks) {
@@ -138,6 +142,22 @@ impl SellerRole {
             ss = Some(Arc::new(seller));
             ss_ipsk = Some(ipsk);
         }
+        let mut ports = Vec::new();
+        if let Some(s) = &ss {
+            let port = s.local_addr().port();
+            ports.extend([
+                portmap::Port { udp: false, port },
+                portmap::Port { udp: true, port },
+            ]);
+        }
+        if services.contains(&Service::WireGuard) {
+            ports.push(portmap::Port {
+                udp: true,
+                port: cfg.wireguard_port,
+            });
+        }
+        let reach = reach::Reach::find(&cfg, &ports).await?;
+        let public_ip = reach.public_ip;
         let mut wg = None;
         if services.contains(&Service::WireGuard) {
             wg = Some(Arc::new(
@@ -168,6 +188,7 @@ impl SellerRole {
             by_channel: BTreeMap::new(),
             next_announce: Timestamp::default(),
             announce_ok: Arc::default(),
+            reach,
         })
     }
 
@@ -236,6 +257,7 @@ impl SellerRole {
             }
             self.drain(shared, &id, None);
         }
+        self.reach.shutdown();
     }
 
     /// `wayfare close` on a seller's channel: stop serving and settle.
@@ -349,6 +371,7 @@ impl SellerRole {
             earned_wei: earned.to_string(),
             unsettled_wei: unsettled.to_string(),
             withdrawable_wei: withdrawable.map(|w| w.to_string()),
+            reachability: self.reach.line.clone(),
         })
     }
 }
