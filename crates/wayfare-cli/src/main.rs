@@ -2,11 +2,15 @@
 //! channels, close, seller), a local devnet, the market by hand, and plain proxies and tunnels.
 
 mod chain_cmd;
+mod chain_conn;
 mod demo_cmd;
 mod devnet_cmd;
+mod init_cmd;
+mod init_files;
 mod node_cmd;
 mod output;
 mod proxy_cmd;
+mod service_cmd;
 mod tunnel_cmd;
 
 use clap::Parser;
@@ -28,10 +32,16 @@ enum Cmd {
     /// A whole local network with real traffic and real payments, then a table read back from
     /// the meters and the chain (as root: the namespace lab with WireGuard; else loopback).
     Demo(demo_cmd::DemoArgs),
+    /// The guided first run: create the role's keystores, write a commented wayfare.toml with
+    /// every key, check the chain and (with --register) register and fund a seller.
+    Init(Box<init_cmd::InitArgs>),
     /// Run a local devnet: anvil, the market, registered sellers and funded buyers (until Ctrl-C).
     Devnet(devnet_cmd::DevnetArgs),
-    /// Act on the WayfareMarket contract by hand (sellers, channels, closes, ratings).
+    /// Act on the WayfareMarket contract by hand: deploy it, sellers, channels, closes, ratings.
     Chain(Box<chain_cmd::ChainArgs>),
+    /// Run the daemon as a systemd service (dedicated user, CAP_NET_ADMIN only): install or
+    /// print the unit.
+    Service(service_cmd::ServiceArgs),
     /// A plain shadowsocks proxy without a chain (testing and benchmarks).
     Proxy(proxy_cmd::ProxyArgs),
     /// A plain WireGuard tunnel without a chain (testing and benchmarks; root).
@@ -101,8 +111,10 @@ fn main() -> std::process::ExitCode {
     let result = runtime.block_on(async {
         match cli.cmd {
             Cmd::Demo(args) => demo_cmd::run(args).await,
+            Cmd::Init(args) => init_cmd::run(*args).await,
             Cmd::Devnet(args) => devnet_cmd::run(args).await,
             Cmd::Chain(args) => chain_cmd::run(*args).await,
+            Cmd::Service(args) => service_cmd::run(args),
             Cmd::Proxy(args) => proxy_cmd::run(args).await,
             Cmd::Tunnel(args) => tunnel_cmd::run(args).await,
             Cmd::Daemon(args) => node_cmd::daemon(args).await,
