@@ -104,6 +104,9 @@ pub struct InitArgs {
     /// registered seller's.
     #[arg(long, value_parser = parse_amount, requires = "seller")]
     funds: Option<U256>,
+    /// Seconds between vouchers (`payment_interval` of the role's section; default 15).
+    #[arg(long)]
+    payment_interval: Option<u32>,
     /// Buyer: deposit per channel (default 0.01 ETH).
     #[arg(long, value_parser = parse_amount)]
     deposit: Option<U256>,
@@ -282,6 +285,10 @@ fn config_text(a: &InitArgs, report: &Report, keys_dir: &Path) -> anyhow::Result
     }
     if let Some(adv) = &a.advertise {
         set.push(("p2p", "advertise", toml_string(adv)));
+    }
+    if let Some(iv) = a.payment_interval {
+        let role = if a.seller { "seller" } else { "buyer" };
+        set.push((role, "payment_interval", iv.to_string()));
     }
     let section = if a.seller {
         seller_keys(a, keys_dir, &mut set);
