@@ -13,7 +13,7 @@ mod common;
 
 use std::{
     io::{BufRead, BufReader},
-    path::Path,
+    path::{Path, PathBuf},
     process::{Output, Stdio},
     time::{Duration, Instant},
 };
@@ -25,6 +25,8 @@ use common::{
 use wayfare_tunnel::lab::{self, INTERNET_IP, Lab, Netns, SELLER_IP};
 
 const WEB_PORT: u16 = 8080;
+/// The chain's RPC on the seller host.
+const RPC: &str = "http://127.0.0.1:8545";
 /// The default price per MiB init writes.
 const X: u128 = 1_000_000_000_000;
 
@@ -209,6 +211,161 @@ fn wait_for<T>(
     }
 }
 
+/// The walk's hosts, files and what earlier steps learned.
+struct Walk<'a> {
+    seller: &'a Netns,
+    buyer: &'a Netns,
+    dir: PathBuf,
+    market: String,
+    block: String,
+}
+
+impl Walk<'_> {
+    fn path(&self, rel: &str) -> String {
+        self.dir.join(rel).display().to_string()
+    }
+
+    fn logs(&self) -> String {
+        let log = |n| std::fs::read_to_string(self.dir.join(n)).unwrap_or_default();
+        format!(
+            "--- seller\n{}\n--- buyer\n{}",
+            log("seller.log"),
+            log("buyer.log")
+        )
+    }
+
+    /// `wayfare LINE --json` on `ns`, LINE split at spaces (no path here has one).
+    fn run(&self, ns: &Netns, line: &str) -> serde_json::Value {
+        let args: Vec<&str> = line.split_whitespace().collect();
+        json(ns, &args, &|| self.logs())
+    }
+
+    /// Step 1: deploy the market from the seller's host.
+    fn deploy(&mut self, keystore: &Path) {
+        let d = self.run(self.seller, &format!(
+            "chain deploy --rpc-url {RPC} --chain-id 4242 --keystore {} --password-file {} --challenge-period 3600",
+            keystore.display(), self.path("password")
+        ));
+        self.market = d["market"].as_str().unwrap().to_string();
+        self.block = d["deploy_block"].as_u64().unwrap().to_string();
+    }
+
+    /// Step 2: init the seller, send ETH to both its accounts, init again with --register.
+    /// Returns its account and the address buyers bootstrap from.
+    fn seller_setup(&self) -> (String, String) {
+        let init = format!(
+            "init --seller --rpc-url {RPC} --market {} --start-block {} --config {} --data-dir {} --password-file {} --public-host {SELLER_IP} --advertise direct --exit-allow 198.18.2.0/24 --region eu --payment-interval 2",
+            self.market,
+            self.block,
+            self.path("seller/wayfare.toml"),
+            self.path("seller/data"),
+            self.path("password")
+        );
+        let first = self.run(self.seller, &init);
+        assert!(
+            first["next"].as_str().unwrap().contains("send ETH"),
+            "{first}"
+        );
+        for acct in first["accounts"].as_array().unwrap() {
+            fund(self.seller, acct["address"].as_str().unwrap());
+        }
+        let seller = self.run(self.seller, &format!("{init} --register --funds 0.01eth"));
+        assert_eq!(seller["registered"], true, "{seller}");
+        let bootstrap = seller["p2p_addr"].as_str().expect("the seller's address");
+        assert!(
+            bootstrap.starts_with(&format!("/ip4/{SELLER_IP}/tcp/4001/p2p/")),
+            "{bootstrap}"
+        );
+        let account = seller["accounts"][0]["address"].as_str().unwrap();
+        (account.to_string(), bootstrap.to_string())
+    }
+
+    /// Step 3: the buyer, on its own host, joining at the seller's address; send it ETH.
+    fn buyer_setup(&self, bootstrap: &str) {
+        let buyer = self.run(self.buyer, &format!(
+            "init --buyer --rpc-url http://{SELLER_IP}:8545 --market {} --start-block {} --config {} --data-dir {} --password-file {} --bootstrap {bootstrap} --payment-interval 2",
+            self.market, self.block, self.path("buyer/wayfare.toml"), self.path("buyer/data"), self.path("password")
+        ));
+        fund(
+            self.seller,
+            buyer["accounts"][0]["address"].as_str().unwrap(),
+        );
+    }
+
+    /// Step 5: connect, fetch 4 MiB from the internet host through SOCKS5, leave closing.
+    fn session(&self) {
+        let b = format!("--config {}", self.path("buyer/wayfare.toml"));
+        wait_for(
+            "the seller's offer at the buyer",
+            Duration::from_secs(60),
+            &|| self.logs(),
+            || {
+                let v = self.run(self.buyer, &format!("offers {b}"));
+                v.as_array().filter(|a| !a.is_empty()).map(|_| ())
+            },
+        );
+        let session = self.run(self.buyer, &format!("connect {b}"));
+        assert_eq!(session["live"], true, "{session}\n{}", self.logs());
+        let got = self
+            .buyer
+            .command("curl")
+            .args([
+                "-sS",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{size_download}",
+                "--max-time",
+                "60",
+            ])
+            .args(["--socks5-hostname", "127.0.0.1:1080"])
+            .arg(format!("http://{INTERNET_IP}:{WEB_PORT}/bytes/{}", 4 << 20))
+            .output()
+            .unwrap();
+        let got = String::from_utf8_lossy(&got.stdout);
+        assert_eq!(got, (4u64 << 20).to_string(), "{}", self.logs());
+        // Pay as you go: let an interval's voucher cover the bytes, then leave.
+        std::thread::sleep(Duration::from_secs(5));
+        self.run(self.buyer, &format!("disconnect --close {b}"));
+    }
+
+    /// Step 6 and 7: the channel closed on chain with the seller credited what 4 MiB cost; the
+    /// seller withdraws it through its daemon.
+    fn settle(&self, account: &str) {
+        let on_chain = format!("chain --rpc-url {RPC} --market {}", self.market);
+        let earned = wait_for(
+            "the close on chain",
+            Duration::from_secs(60),
+            &|| self.logs(),
+            || {
+                let v = self.run(self.seller, &format!("{on_chain} balance {account}"));
+                let w: u128 = v["withdrawable_wei"].as_str()?.parse().ok()?;
+                (w > 0).then_some(w)
+            },
+        );
+        // The last voucher covers the metered bytes (4 MiB and the HTTP exchange), within the
+        // protocol's tolerance.
+        assert!(
+            (3 * X..=5 * X).contains(&earned),
+            "earned {earned} wei for 4 MiB at {X} wei/MiB"
+        );
+        let list = self.run(
+            self.seller,
+            &format!("{on_chain} channel list --from-block {}", self.block),
+        );
+        assert_eq!(list[0]["state"], "closed", "{list}");
+        self.run(
+            self.seller,
+            &format!(
+                "seller withdraw --config {}",
+                self.path("seller/wayfare.toml")
+            ),
+        );
+        let v = self.run(self.seller, &format!("{on_chain} balance {account}"));
+        assert_eq!(v["withdrawable_wei"], "0");
+    }
+}
+
 #[test]
 fn walkthrough_run_a_seller_and_buy_on_a_named_chain() {
     if let Some(why) = lab::unavailable_reason() {
@@ -223,216 +380,32 @@ fn walkthrough_run_a_seller_and_buy_on_a_named_chain() {
     let lab = Lab::new().expect("the namespace lab");
     let inet = lab.internet.runtime(1).unwrap();
     web_server(&inet);
-    let (seller_host, buyer_host) = (&lab.seller, &lab.buyer);
-    let _chain = chain(seller_host);
+    let _chain = chain(&lab.seller);
     let tmp = tempfile::tempdir().unwrap();
-    let (deployer_ks, pw) = deployer(tmp.path());
-    let seller_log = tmp.path().join("seller.log");
-    let buyer_log = tmp.path().join("buyer.log");
-    let logs = || {
-        format!(
-            "--- seller\n{}\n--- buyer\n{}",
-            std::fs::read_to_string(&seller_log).unwrap_or_default(),
-            std::fs::read_to_string(&buyer_log).unwrap_or_default()
-        )
+    let (deployer_ks, _) = deployer(tmp.path());
+    let mut walk = Walk {
+        seller: &lab.seller,
+        buyer: &lab.buyer,
+        dir: tmp.path().to_path_buf(),
+        market: String::new(),
+        block: String::new(),
     };
-    let rpc_here = "http://127.0.0.1:8545";
-
-    // 1. Deploy the market.
-    let d = json(
-        seller_host,
-        &[
-            "chain",
-            "deploy",
-            "--rpc-url",
-            rpc_here,
-            "--chain-id",
-            "4242",
-            "--keystore",
-            s(&deployer_ks),
-            "--password-file",
-            s(&pw),
-            "--challenge-period",
-            "3600",
-        ],
-        &logs,
+    walk.deploy(&deployer_ks);
+    let (account, bootstrap) = walk.seller_setup();
+    walk.buyer_setup(&bootstrap);
+    // Step 4: both daemons from the written configs; the CLI finds each through its config.
+    let _seller = daemon(
+        &lab.seller,
+        &tmp.path().join("seller/wayfare.toml"),
+        &tmp.path().join("seller.log"),
     );
-    let market = d["market"].as_str().unwrap().to_string();
-    let block = d["deploy_block"].as_u64().unwrap().to_string();
-
-    // 2. The seller: init, send ETH to both accounts, the same again with --register.
-    let seller_cfg = tmp.path().join("seller/wayfare.toml");
-    let seller_data = tmp.path().join("seller/data");
-    let seller_ip = SELLER_IP.to_string();
-    let seller_init = |extra: &[&str]| {
-        let base = [
-            "init",
-            "--seller",
-            "--rpc-url",
-            rpc_here,
-            "--market",
-            &market,
-            "--start-block",
-            &block,
-            "--config",
-            s(&seller_cfg),
-            "--data-dir",
-            s(&seller_data),
-            "--password-file",
-            s(&pw),
-            "--public-host",
-            &seller_ip,
-            "--advertise",
-            "direct",
-            "--exit-allow",
-            "198.18.2.0/24",
-            "--region",
-            "eu",
-            "--payment-interval",
-            "2",
-        ];
-        json(seller_host, &[&base[..], extra].concat(), &logs)
-    };
-    let first = seller_init(&[]);
-    assert!(
-        first["next"].as_str().unwrap().contains("send ETH"),
-        "{first}"
+    let _buyer = daemon(
+        &lab.buyer,
+        &tmp.path().join("buyer/wayfare.toml"),
+        &tmp.path().join("buyer.log"),
     );
-    for acct in first["accounts"].as_array().unwrap() {
-        fund(seller_host, acct["address"].as_str().unwrap());
-    }
-    let seller = seller_init(&["--register", "--funds", "0.01eth"]);
-    assert_eq!(seller["registered"], true, "{seller}");
-    let bootstrap = seller["p2p_addr"]
-        .as_str()
-        .expect("the seller's address")
-        .to_string();
-    assert!(
-        bootstrap.starts_with(&format!("/ip4/{seller_ip}/tcp/4001/p2p/")),
-        "{bootstrap}"
-    );
-    let seller_account = seller["accounts"][0]["address"]
-        .as_str()
-        .unwrap()
-        .to_string();
-
-    // 3. The buyer, on its own host: init joining at the seller's address; send it ETH.
-    let buyer_cfg = tmp.path().join("buyer/wayfare.toml");
-    let buyer_data = tmp.path().join("buyer/data");
-    let rpc_there = format!("http://{seller_ip}:8545");
-    let buyer = json(
-        buyer_host,
-        &[
-            "init",
-            "--buyer",
-            "--rpc-url",
-            &rpc_there,
-            "--market",
-            &market,
-            "--start-block",
-            &block,
-            "--config",
-            s(&buyer_cfg),
-            "--data-dir",
-            s(&buyer_data),
-            "--password-file",
-            s(&pw),
-            "--bootstrap",
-            &bootstrap,
-            "--payment-interval",
-            "2",
-        ],
-        &logs,
-    );
-    fund(
-        seller_host,
-        buyer["accounts"][0]["address"].as_str().unwrap(),
-    );
-
-    // 4. Both daemons from the written configs; the CLI finds each through its config.
-    let _seller = daemon(seller_host, &seller_cfg, &seller_log);
-    let _buyer = daemon(buyer_host, &buyer_cfg, &buyer_log);
-    let b = ["--config", s(&buyer_cfg)];
-    wait_for(
-        "the seller's offer at the buyer",
-        Duration::from_secs(60),
-        &logs,
-        || {
-            let o = wayfare(buyer_host, &[&["offers", "--json"][..], &b[..]].concat());
-            let v: serde_json::Value = serde_json::from_slice(&o.stdout).ok()?;
-            v.as_array().filter(|a| !a.is_empty()).map(|_| ())
-        },
-    );
-
-    // 5. A session: connect, fetch 4 MiB from the internet host through SOCKS5, leave closing.
-    let session = json(buyer_host, &[&["connect"][..], &b[..]].concat(), &logs);
-    assert_eq!(session["live"], true, "{session}\n{}", logs());
-    let got = buyer_host
-        .command("curl")
-        .args([
-            "-sS",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{size_download}",
-            "--max-time",
-            "60",
-        ])
-        .args(["--socks5-hostname", "127.0.0.1:1080"])
-        .arg(format!("http://{INTERNET_IP}:{WEB_PORT}/bytes/{}", 4 << 20))
-        .output()
-        .unwrap();
-    assert_eq!(
-        String::from_utf8_lossy(&got.stdout),
-        (4u64 << 20).to_string(),
-        "{}",
-        logs()
-    );
-    // Pay as you go: let an interval's voucher cover the bytes, then leave.
-    std::thread::sleep(Duration::from_secs(5));
-    json(
-        buyer_host,
-        &[&["disconnect", "--close"][..], &b[..]].concat(),
-        &logs,
-    );
-
-    // 6. The settle on chain: the channel closed, the seller credited what 4 MiB cost.
-    let on_chain = ["chain", "--rpc-url", rpc_here, "--market", market.as_str()];
-    let earned = wait_for("the close on chain", Duration::from_secs(60), &logs, || {
-        let v = json(
-            seller_host,
-            &[&on_chain[..], &["balance", seller_account.as_str()][..]].concat(),
-            &logs,
-        );
-        let w: u128 = v["withdrawable_wei"].as_str()?.parse().ok()?;
-        (w > 0).then_some(w)
-    });
-    // The final voucher covers the metered bytes (4 MiB and the HTTP exchange), within the
-    // protocol's tolerance.
-    assert!(
-        (3 * X..=5 * X).contains(&earned),
-        "earned {earned} wei for 4 MiB at {X} wei/MiB"
-    );
-    let list = [
-        &on_chain[..],
-        &["channel", "list", "--from-block", block.as_str()][..],
-    ]
-    .concat();
-    let channels = json(seller_host, &list, &logs);
-    assert_eq!(channels[0]["state"], "closed", "{channels}");
-
-    // 7. The seller pulls its earnings through its daemon.
-    json(
-        seller_host,
-        &["seller", "withdraw", "--config", s(&seller_cfg)],
-        &logs,
-    );
-    let v = json(
-        seller_host,
-        &[&on_chain[..], &["balance", seller_account.as_str()][..]].concat(),
-        &logs,
-    );
-    assert_eq!(v["withdrawable_wei"], "0");
+    walk.session();
+    walk.settle(&account);
     assert!(
         started.elapsed() < Duration::from_secs(180),
         "took {:?}",
