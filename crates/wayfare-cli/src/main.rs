@@ -65,7 +65,8 @@ enum Cmd {
     },
     /// The daemon's sessions: seller, bytes, rate, paid, deposit left, live.
     Status(node_cmd::ApiArgs),
-    /// Leave the buyer session(s): pay what is owed and close the channel.
+    /// Leave the buyer session(s) with a final voucher; the channel stays open for a free
+    /// reconnect unless --close (a cooperative close on chain).
     Disconnect {
         #[command(flatten)]
         api: node_cmd::ApiArgs,
