@@ -11,17 +11,20 @@ CARGO ?= cargo
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Debian packages the tests and the demo need (namespace lab tools join as the data planes land).
 APT_PACKAGES := ca-certificates curl git iproute2 nftables conntrack pkg-config build-essential nodejs npm \
-	iperf3 shadowsocks-libev wireguard-go wireguard-tools tcpdump chromium chromium-driver miniupnpd-nftables
+	iperf3 shadowsocks-libev wireguard-go wireguard-tools tcpdump chromium chromium-driver miniupnpd-nftables systemd
 DEVNET_DIR ?= $(CURDIR)/.devnet
 WAYFARE := $(CARGO_TARGET_DIR)/debug/wayfare
 
 
-.PHONY: help setup apt npm build devnet test test-contracts test-rust lint fmt demo artifacts snapshot bench-proto \
+PREFIX ?= /usr/local
+
+.PHONY: help setup apt npm build install devnet test test-contracts test-rust lint fmt demo artifacts snapshot bench-proto \
 	bench-shadowsocks bench-wireguard bench-connect bench-indexer bench-flood
 
 help:
 	@echo "make test        set up everything, then run every test"
 	@echo "make demo        set up everything, then run the whole network for a minute (3 sellers, 1 buyer) and print what moved"
+	@echo "make install     build a release binary and install it as the systemd service wayfare (root; PREFIX=/usr/local)"
 	@echo "make lint        cargo fmt --check and clippy -D warnings"
 	@echo "make artifacts   rebuild the contract and refresh crates/wayfare-chain/artifacts"
 	@echo "make snapshot    refresh contracts/.gas-snapshot"
@@ -55,6 +58,12 @@ contracts/node_modules/.wayfare-installed: contracts/package.json contracts/pack
 
 build: setup
 	$(CARGO) build --workspace --all-targets
+
+# The release binary into $(PREFIX)/bin, the unit dist/wayfare.service, the user `wayfare` and
+# its directories (`wayfare service install`; `--dry-run` shows the steps). Starts nothing.
+install: setup
+	$(CARGO) build --release -p wayfare-cli
+	$(SUDO) $(CARGO_TARGET_DIR)/release/wayfare service install --bin $(PREFIX)/bin/wayfare
 
 test: setup test-contracts test-rust
 

@@ -197,7 +197,7 @@ pub fn explain(e: &WayfareMarketErrors) -> String {
             x.seller
         ),
         E::SellerInactive(x) => format!(
-            "seller {} is deactivated and takes no new channels: choose another seller",
+            "seller {} is deactivated and takes no new channels: choose another seller (its owner can undo it with `wayfare chain seller reactivate`)",
             x.seller
         ),
         E::SellerActive(x) => format!("seller {} is already active", x.seller),

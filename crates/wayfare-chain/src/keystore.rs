@@ -3,10 +3,9 @@
 
 use std::path::{Path, PathBuf};
 
-use alloy::{
-    primitives::B256,
-    signers::local::{LocalSignerError, PrivateKeySigner},
-};
+use alloy::{primitives::B256, signers::local::LocalSignerError};
+
+pub use alloy::signers::local::PrivateKeySigner;
 
 /// Where a keystore's password comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -144,6 +143,46 @@ pub fn write_keystore(
     Ok(path)
 }
 
+/// Writes `key` as the keystore `dir/name` only if no file has that name: the keystore is
+/// written into a private temporary directory and linked into place, so `dir/name` is either
+/// absent or complete, and an existing key is never replaced. Returns the path.
+pub fn create_keystore(
+    dir: &Path,
+    name: &str,
+    key: &PrivateKeySigner,
+    password: &str,
+) -> Result<PathBuf, KeyError> {
+    let dest = dir.join(name);
+    let fail = |why: String| KeyError::Write {
+        path: dir.to_path_buf(),
+        why,
+    };
+    if dest.exists() {
+        return Err(fail(format!(
+            "{} exists: it is kept (never overwritten); remove it first to make a new key",
+            dest.display()
+        )));
+    }
+    let tmp = dir.join(format!(".tmp-{name}-{}", rand::random::<u64>()));
+    let result = write_keystore(&tmp, name, key, password).and_then(|written| {
+        std::fs::hard_link(&written, &dest).map_err(|e| fail(format!("{}: {e}", dest.display())))
+    });
+    let _ = std::fs::remove_dir_all(&tmp);
+    result.map(|()| dest)
+}
+
+/// A new X25519 key pair for sealed reveals: (secret, public), each 32 bytes.
+pub fn new_encryption_key() -> ([u8; 32], B256) {
+    let secret: [u8; 32] = rand::random();
+    (secret, encryption_public_key(secret))
+}
+
+/// The X25519 public key of `secret`.
+pub fn encryption_public_key(secret: [u8; 32]) -> B256 {
+    let public = x25519_dalek::PublicKey::from(&x25519_dalek::StaticSecret::from(secret));
+    B256::from(*public.as_bytes())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -162,6 +201,21 @@ mod tests {
         let err = load_keystore(&path, &PasswordSource::File(pw)).unwrap_err();
         assert!(matches!(err, KeyError::WrongPassword(_)), "{err}");
         assert!(err.to_string().contains("wrong password"));
+    }
+
+    #[test]
+    fn create_keystore_never_replaces_a_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = PrivateKeySigner::random();
+        let path = create_keystore(dir.path(), "a.json", &key, "pw").unwrap();
+        let before = std::fs::read(&path).unwrap();
+        let err =
+            create_keystore(dir.path(), "a.json", &PrivateKeySigner::random(), "pw").unwrap_err();
+        assert!(err.to_string().contains("never overwritten"), "{err}");
+        assert_eq!(std::fs::read(&path).unwrap(), before);
+        // No temporary directory is left behind.
+        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(names.len(), 1);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! bindings   sol!-generated types from artifacts/WayfareMarket.json
+//! deploy     the market from the committed artifact to any JSON-RPC node, checked
 //! market     MarketClient: one method per contract function and view
 //! events     range reads and a polling stream of decoded events
 //! error      ChainError: reverts decoded into "what happened, what to do"
@@ -12,6 +13,7 @@
 //! ```
 
 pub mod bindings;
+pub mod deploy;
 pub mod devnet;
 pub mod error;
 pub mod events;

@@ -336,6 +336,12 @@ impl MarketClient {
             .await
     }
 
+    /// `reactivateSeller`: takes new channels again after `deactivateSeller`.
+    pub async fn reactivate_seller(&self) -> Result<TxOutcome, ChainError> {
+        self.send("reactivateSeller", self.market.reactivateSeller())
+            .await
+    }
+
     // --- channels -------------------------------------------------------------------------
 
     /// `open`: opens a channel with a seller-signed offer; `value` = deposit + buyer burn.

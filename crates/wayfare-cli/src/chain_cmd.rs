@@ -1,59 +1,20 @@
-//! `wayfare chain …`: act on the market by hand (sellers, channels, closes, ratings).
-
-use std::path::PathBuf;
+//! `wayfare chain …`: act on the market by hand (deploy, sellers, channels, closes, ratings).
 
 use alloy_primitives::{Address, B256, Bytes, U256};
 use anyhow::{Context, bail};
 use wayfare_chain::{
-    ConnectOptions, MarketClient, TxOutcome, WayfareMarket,
+    TxOutcome, WayfareMarket,
     bindings::WayfareMarket::WayfareMarketEvents,
-    devnet::{DEVNET_CHAIN_ID, DevnetInfo},
+    deploy::{DeployOptions, deploy_market},
+    devnet::{DEFAULT_BURN_SINK, DEVNET_CHAIN_ID},
     error::state_name,
-    keystore::{PasswordSource, load_keystore, parse_private_key},
     units::{format_eth, format_utc, parse_amount},
 };
 
-use crate::output;
-
-/// Connection and key options shared by every `chain` subcommand.
-#[derive(Debug, clap::Args)]
-pub struct ConnArgs {
-    /// Use a running devnet (its RPC URL, market, chain id and keys) from `wayfare devnet --dir DIR`.
-    #[arg(long, global = true, env = "WAYFARE_DEVNET_DIR")]
-    devnet: Option<PathBuf>,
-    /// JSON-RPC URL of an Ethereum node (http, https, ws, wss).
-    #[arg(long, global = true, env = "WAYFARE_RPC_URL")]
-    rpc_url: Option<String>,
-    /// Address of the WayfareMarket contract.
-    #[arg(long, global = true, env = "WAYFARE_MARKET")]
-    market: Option<Address>,
-    /// Refuse to act unless the node is on this chain id.
-    #[arg(long, global = true, env = "WAYFARE_CHAIN_ID")]
-    chain_id: Option<u64>,
-    /// A devnet account by name (seller-1, seller-1-signer, buyer-1, …); needs --devnet.
-    #[arg(long = "as", global = true, value_name = "NAME")]
-    as_name: Option<String>,
-    /// V3 keystore of the account that sends transactions.
-    #[arg(long, global = true, env = "WAYFARE_KEYSTORE")]
-    keystore: Option<PathBuf>,
-    /// File whose first line is the keystore password.
-    #[arg(long, global = true)]
-    password_file: Option<PathBuf>,
-    /// Environment variable holding the keystore password (else: the password file, else a prompt).
-    #[arg(long, global = true, default_value = "WAYFARE_PASSWORD")]
-    password_env: String,
-    /// Raw private key (devnets only: refused unless the chain id is 31337).
-    #[arg(
-        long,
-        global = true,
-        env = "WAYFARE_PRIVATE_KEY",
-        hide_env_values = true
-    )]
-    private_key: Option<String>,
-    /// Print results as JSON.
-    #[arg(long, global = true)]
-    json: bool,
-}
+use crate::{
+    chain_conn::{ConnArgs, Ctx},
+    output,
+};
 
 /// Act on the WayfareMarket contract by hand.
 #[derive(Debug, clap::Args)]
@@ -66,6 +27,18 @@ pub struct ChainArgs {
 
 #[derive(Debug, clap::Subcommand)]
 enum ChainCmd {
+    /// Deploy a new WayfareMarket (the committed artifact) from the --keystore account; waits
+    /// for the receipt, checks the code and prints the address, chain id and deployment block
+    /// (the `start_block` for configs).
+    Deploy {
+        /// Where swept burns go (default: 0x…dEaD, an address nobody holds the key of).
+        #[arg(long, default_value_t = DEFAULT_BURN_SINK)]
+        burn_sink: Address,
+        /// Seconds a unilateral close waits for vouchers before it can be finalized (60 s to
+        /// 365 days).
+        #[arg(long, default_value_t = 3600)]
+        challenge_period: u64,
+    },
     /// The market: chain, address, burn sink, challenge period, unswept burns, head block.
     Info,
     /// An account's ETH balance and what it can withdraw from the market.
@@ -86,6 +59,21 @@ enum ChainCmd {
         /// Amount (`0.1eth`, `1000` wei).
         #[arg(value_parser = parse_amount)]
         amount: U256,
+    },
+    /// Close a channel at once with the buyer's voucher and the seller's consent for the same
+    /// amount (what a daemon does on `disconnect --close`; either party may send it).
+    CooperativeClose {
+        /// Channel id.
+        id: B256,
+        /// The amount both signed (cumulative, wei or with a unit).
+        #[arg(long, value_parser = parse_amount)]
+        amount: U256,
+        /// The buyer's voucher signature for the amount.
+        #[arg(long)]
+        voucher_sig: Bytes,
+        /// The seller signer's close consent for the amount.
+        #[arg(long)]
+        consent_sig: Bytes,
     },
     /// Close a channel at once as the seller: with a voucher, or on the best stored voucher.
     Settle {
@@ -151,8 +139,10 @@ enum SellerCmd {
         #[arg(value_parser = parse_amount)]
         amount: U256,
     },
-    /// Stop new channels; open ones run on.
+    /// Stop new channels; open ones run on (`reactivate` undoes it).
     Deactivate,
+    /// Take new channels again after `deactivate`.
+    Reactivate,
     /// A seller's registry entry.
     Show {
         /// The seller's account (default: the sending account).
@@ -216,115 +206,14 @@ enum ChannelCmd {
     },
 }
 
-struct Ctx {
-    client: MarketClient,
-    json: bool,
-    devnet: Option<DevnetInfo>,
-}
-
-impl ConnArgs {
-    async fn connect(&self, needs_signer: bool) -> anyhow::Result<Ctx> {
-        let devnet = match &self.devnet {
-            Some(dir) => Some(DevnetInfo::load(dir)?),
-            None => None,
-        };
-        let rpc_url = self
-            .rpc_url
-            .clone()
-            .or_else(|| devnet.as_ref().map(|d| d.rpc_url.clone()))
-            .context(
-                "no node to talk to: pass --rpc-url URL (or WAYFARE_RPC_URL), or --devnet DIR",
-            )?;
-        let market = self
-            .market
-            .or_else(|| devnet.as_ref().map(|d| d.market))
-            .context(
-                "no market address: pass --market ADDRESS (or WAYFARE_MARKET), or --devnet DIR",
-            )?;
-        let expected_chain_id = self
-            .chain_id
-            .or_else(|| devnet.as_ref().map(|d| d.chain_id));
-        let mut from_private_key = false;
-        let signer = if let Some(pk) = &self.private_key {
-            from_private_key = true;
-            Some(parse_private_key(pk)?)
-        } else {
-            let keystore = match (&self.keystore, &self.as_name, &devnet) {
-                (Some(path), _, _) => Some(path.clone()),
-                (None, Some(name), Some(d)) => Some(devnet_keystore(d, name)?),
-                (None, Some(_), None) => {
-                    bail!("--as needs --devnet DIR (the devnet that named the account)")
-                }
-                (None, None, _) => None,
-            };
-            match keystore {
-                Some(path) => {
-                    let source = if let Some(f) = &self.password_file {
-                        PasswordSource::File(f.clone())
-                    } else if std::env::var_os(&self.password_env).is_some() {
-                        PasswordSource::Env(self.password_env.clone())
-                    } else if let Some(d) = &devnet {
-                        PasswordSource::File(d.password_file.clone())
-                    } else {
-                        PasswordSource::Prompt
-                    };
-                    Some(load_keystore(&path, &source)?)
-                }
-                None => None,
-            }
-        };
-        if needs_signer && signer.is_none() {
-            bail!(
-                "this sends a transaction: choose the account with --keystore PATH, --as NAME (devnet) or --private-key (devnet only)"
-            );
-        }
-        let client = MarketClient::connect(ConnectOptions {
-            rpc_url,
-            market,
-            expected_chain_id,
-            signer,
-        })
-        .await?;
-        if from_private_key && client.chain_id() != DEVNET_CHAIN_ID {
-            bail!(
-                "--private-key is accepted on devnets only (chain {DEVNET_CHAIN_ID}); this node is chain {}: use --keystore",
-                client.chain_id()
-            );
-        }
-        Ok(Ctx {
-            client,
-            json: self.json,
-            devnet,
-        })
-    }
-}
-
-fn devnet_keystore(d: &DevnetInfo, name: &str) -> anyhow::Result<PathBuf> {
-    let mut names = Vec::new();
-    for (i, s) in d.sellers.iter().enumerate() {
-        let n = i + 1;
-        if name == format!("seller-{n}") {
-            return Ok(s.account.keystore.clone());
-        }
-        if name == format!("seller-{n}-signer") {
-            return Ok(s.signer.keystore.clone());
-        }
-        names.push(format!("seller-{n}"));
-        names.push(format!("seller-{n}-signer"));
-    }
-    for (i, b) in d.buyers.iter().enumerate() {
-        if name == format!("buyer-{}", i + 1) {
-            return Ok(b.keystore.clone());
-        }
-        names.push(format!("buyer-{}", i + 1));
-    }
-    bail!(
-        "the devnet has no account named `{name}`; it has: {}",
-        names.join(", ")
-    )
-}
-
 pub async fn run(args: ChainArgs) -> anyhow::Result<()> {
+    if let ChainCmd::Deploy {
+        burn_sink,
+        challenge_period,
+    } = args.cmd
+    {
+        return deploy(&args.conn, burn_sink, challenge_period).await;
+    }
     let needs_signer = !matches!(
         args.cmd,
         ChainCmd::Info
@@ -335,6 +224,7 @@ pub async fn run(args: ChainArgs) -> anyhow::Result<()> {
     let ctx = args.conn.connect(needs_signer).await?;
     let c = &ctx.client;
     match args.cmd {
+        ChainCmd::Deploy { .. } => unreachable!("handled above"),
         ChainCmd::Info => info(&ctx).await,
         ChainCmd::Balance { account } => {
             let account = account
@@ -375,6 +265,17 @@ pub async fn run(args: ChainArgs) -> anyhow::Result<()> {
             };
             done(&ctx, "settled", c.settle(id, amount, &sig).await?)
         }
+        ChainCmd::CooperativeClose {
+            id,
+            amount,
+            voucher_sig,
+            consent_sig,
+        } => done(
+            &ctx,
+            "closed cooperatively",
+            c.cooperative_close(id, amount, &voucher_sig, &consent_sig)
+                .await?,
+        ),
         ChainCmd::StartClose { id } => {
             let tx = c.start_close(id).await?;
             if !ctx.json {
@@ -412,6 +313,51 @@ pub async fn run(args: ChainArgs) -> anyhow::Result<()> {
             done(&ctx, "burns swept", tx)
         }
     }
+}
+
+async fn deploy(conn: &ConnArgs, burn_sink: Address, challenge_period: u64) -> anyhow::Result<()> {
+    let rpc_url = conn
+        .rpc_url
+        .clone()
+        .context("where to deploy? pass --rpc-url URL (or WAYFARE_RPC_URL)")?;
+    let (signer, from_private_key) = conn.signer(None)?;
+    let signer = signer.context(
+        "deploying sends a transaction: choose the paying account with --keystore PATH (a V3 keystore; `cast wallet import` makes one)",
+    )?;
+    let opts = DeployOptions {
+        rpc_url,
+        expected_chain_id: conn.chain_id,
+        burn_sink,
+        challenge_period,
+    };
+    if from_private_key && conn.chain_id != Some(DEVNET_CHAIN_ID) {
+        bail!(
+            "--private-key is accepted on devnets only (with --chain-id {DEVNET_CHAIN_ID}): use --keystore"
+        );
+    }
+    let d = deploy_market(&opts, signer).await?;
+    if conn.json {
+        return output::json(&serde_json::json!({
+            "market": d.market, "chain_id": d.chain_id, "deploy_block": d.deploy_block,
+            "tx": d.tx, "deployer": d.deployer, "burn_sink": d.burn_sink,
+            "challenge_period": d.challenge_period, "gas_used": d.gas_used,
+            "rpc_url": opts.rpc_url,
+        }));
+    }
+    output::pairs(&[
+        ("market", d.market.to_string()),
+        ("chain id", d.chain_id.to_string()),
+        ("deployment block", d.deploy_block.to_string()),
+        ("transaction", d.tx.to_string()),
+        ("deployer", d.deployer.to_string()),
+        ("burn sink", d.burn_sink.to_string()),
+        ("challenge period", format!("{} s", d.challenge_period)),
+    ]);
+    println!(
+        "next: wayfare init --seller --rpc-url {} --market {} --chain-id {} --start-block {}",
+        opts.rpc_url, d.market, d.chain_id, d.deploy_block
+    );
+    Ok(())
 }
 
 fn done(ctx: &Ctx, what: &str, tx: TxOutcome) -> anyhow::Result<()> {
@@ -493,6 +439,7 @@ async fn seller(ctx: &Ctx, cmd: SellerCmd) -> anyhow::Result<()> {
             c.withdraw_seller_funds(amount).await?,
         ),
         SellerCmd::Deactivate => done(ctx, "deactivated", c.deactivate_seller().await?),
+        SellerCmd::Reactivate => done(ctx, "reactivated", c.reactivate_seller().await?),
         SellerCmd::Show { account } => {
             let account = account
                 .or(me)

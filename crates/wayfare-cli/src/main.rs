@@ -2,13 +2,17 @@
 //! channels, close, seller), a local devnet, the market by hand, and plain proxies and tunnels.
 
 mod chain_cmd;
+mod chain_conn;
 mod dashboard_cmd;
 mod demo_cmd;
 mod devnet_cmd;
+mod init_cmd;
+mod init_files;
 mod lockdown_cmd;
 mod node_cmd;
 mod output;
 mod proxy_cmd;
+mod service_cmd;
 mod tunnel_cmd;
 
 use clap::Parser;
@@ -30,10 +34,16 @@ enum Cmd {
     /// A whole local network with real traffic and real payments, then a table read back from
     /// the meters and the chain (as root: the namespace lab with WireGuard; else loopback).
     Demo(demo_cmd::DemoArgs),
+    /// The guided first run: create the role's keystores, write a commented wayfare.toml with
+    /// every key, check the chain and (with --register) register and fund a seller.
+    Init(Box<init_cmd::InitArgs>),
     /// Run a local devnet: anvil, the market, registered sellers and funded buyers (until Ctrl-C).
     Devnet(devnet_cmd::DevnetArgs),
-    /// Act on the WayfareMarket contract by hand (sellers, channels, closes, ratings).
+    /// Act on the WayfareMarket contract by hand: deploy it, sellers, channels, closes, ratings.
     Chain(Box<chain_cmd::ChainArgs>),
+    /// Run the daemon as a systemd service (dedicated user, CAP_NET_ADMIN only): install or
+    /// print the unit.
+    Service(service_cmd::ServiceArgs),
     /// A plain shadowsocks proxy without a chain (testing and benchmarks).
     Proxy(proxy_cmd::ProxyArgs),
     /// A plain WireGuard tunnel without a chain (testing and benchmarks; root).
@@ -57,8 +67,8 @@ enum Cmd {
     },
     /// The daemon's sessions: seller, bytes, rate, paid, deposit left, live.
     Status(node_cmd::ApiArgs),
-    /// Leave the buyer session(s): pay what is owed, pause (or with --close close) the channel,
-    /// and lift the lockdown.
+    /// Leave the buyer session(s) with a final voucher; the channel stays open for a free
+    /// reconnect unless --close (a cooperative close on chain). Lifts the lockdown.
     Disconnect {
         #[command(flatten)]
         api: node_cmd::ApiArgs,
@@ -113,8 +123,10 @@ fn main() -> std::process::ExitCode {
     let result = runtime.block_on(async {
         match cli.cmd {
             Cmd::Demo(args) => demo_cmd::run(args).await,
+            Cmd::Init(args) => init_cmd::run(*args).await,
             Cmd::Devnet(args) => devnet_cmd::run(args).await,
             Cmd::Chain(args) => chain_cmd::run(*args).await,
+            Cmd::Service(args) => service_cmd::run(args),
             Cmd::Proxy(args) => proxy_cmd::run(args).await,
             Cmd::Tunnel(args) => tunnel_cmd::run(args).await,
             Cmd::Daemon(args) => node_cmd::daemon(args).await,

@@ -13,26 +13,26 @@ use wayfare_node::{
         ApiError, ChannelView, ConnectAnswer, ConnectRequest, DisconnectRequest, NodeStatus,
         OfferView, SellerStatus, SessionView, TxView,
     },
-    config::DEFAULT_API_LISTEN,
 };
 
 use crate::lockdown_cmd::lockdown_line;
 use crate::output;
 
-/// How the client reaches the daemon.
+/// How the client reaches the daemon. With no flag it reads the daemon's config at the
+/// standard place (root: /etc/wayfare/wayfare.toml, a user: ~/.config/wayfare/wayfare.toml) for
+/// its data dir and API address.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ApiArgs {
-    /// The daemon's API address.
-    #[arg(long, env = "WAYFARE_API", default_value = DEFAULT_API_LISTEN, global = true)]
-    api: String,
-    /// The daemon's data dir (its `api-token` file is read).
-    #[arg(
-        long,
-        env = "WAYFARE_DATA_DIR",
-        default_value = "wayfare-data",
-        global = true
-    )]
-    data_dir: PathBuf,
+    /// The daemon's API address (default: `[api] listen` of its config, else 127.0.0.1:7767).
+    #[arg(long, env = "WAYFARE_API", global = true)]
+    api: Option<String>,
+    /// The daemon's config, to find its data dir and API address (default: the standard place).
+    #[arg(long, env = "WAYFARE_CONFIG", global = true)]
+    config: Option<PathBuf>,
+    /// The daemon's data dir, whose `api-token` file is read (default: its config's data_dir,
+    /// else /var/lib/wayfare as root, ~/.local/share/wayfare as a user).
+    #[arg(long, env = "WAYFARE_DATA_DIR", global = true)]
+    data_dir: Option<PathBuf>,
     /// The token file, when it is not DATA_DIR/api-token.
     #[arg(long, env = "WAYFARE_TOKEN_FILE", global = true)]
     token_file: Option<PathBuf>,
@@ -44,9 +44,10 @@ pub struct ApiArgs {
 /// `wayfare daemon`.
 #[derive(Debug, clap::Args)]
 pub struct DaemonArgs {
-    /// The TOML config (see `wayfare_node::config` for every key and its default).
-    #[arg(long, short, env = "WAYFARE_CONFIG", default_value = "wayfare.toml")]
-    config: PathBuf,
+    /// The TOML config (default: /etc/wayfare/wayfare.toml as root, else
+    /// $XDG_CONFIG_HOME/wayfare/wayfare.toml; `wayfare init` writes it with every key).
+    #[arg(long, short, env = "WAYFARE_CONFIG")]
+    config: Option<PathBuf>,
     /// Overrides `data_dir`.
     #[arg(long)]
     data_dir: Option<PathBuf>,
@@ -127,23 +128,33 @@ pub(crate) struct Client {
 
 impl Client {
     pub(crate) fn new(a: &ApiArgs) -> anyhow::Result<Self> {
-        let path = a
-            .token_file
-            .clone()
-            .unwrap_or_else(|| a.data_dir.join("api-token"));
+        let (path, api) = match (&a.token_file, &a.data_dir, &a.api) {
+            (Some(t), _, Some(api)) => (t.clone(), api.clone()),
+            (None, Some(d), Some(api)) => (d.join("api-token"), api.clone()),
+            _ => {
+                let found = wayfare_node::paths::daemon_address(a.config.as_deref())
+                    .map_err(anyhow::Error::msg)?;
+                let dir = a.data_dir.clone().unwrap_or(found.data_dir);
+                let token = a
+                    .token_file
+                    .clone()
+                    .unwrap_or_else(|| dir.join("api-token"));
+                (token, a.api.clone().unwrap_or(found.api.to_string()))
+            }
+        };
         let token = std::fs::read_to_string(&path)
             .with_context(|| {
                 format!(
-                    "can't read the API token {} (is the daemon running with this data dir? pass --data-dir or --token-file)",
+                    "can't read the API token {} (is the daemon running with this data dir? pass --config, --data-dir or --token-file)",
                     path.display()
                 )
             })?
             .trim()
             .to_string();
-        let base = if a.api.starts_with("http") {
-            a.api.trim_end_matches('/').to_string()
+        let base = if api.starts_with("http") {
+            api.trim_end_matches('/').to_string()
         } else {
-            format!("http://{}", a.api)
+            format!("http://{api}")
         };
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(60))
@@ -215,7 +226,10 @@ fn short(s: &str) -> String {
 
 /// `wayfare daemon`.
 pub async fn daemon(args: DaemonArgs) -> anyhow::Result<()> {
-    let mut cfg = NodeConfig::load(&args.config)?;
+    let path = args
+        .config
+        .unwrap_or_else(wayfare_node::paths::default_config);
+    let mut cfg = NodeConfig::load(&path)?;
     if let Some(d) = args.data_dir {
         cfg.data_dir = d;
     }
@@ -227,11 +241,12 @@ pub async fn daemon(args: DaemonArgs) -> anyhow::Result<()> {
     let printer = tokio::spawn(async move {
         if let Ok(r) = rx.await {
             println!(
-                "wayfare daemon ready: {} ({}), api {}, token {}",
+                "wayfare daemon ready: {} ({}), api {}, token {}, p2p {}",
                 r.roles.join("+"),
                 r.peer_id,
                 r.api,
-                r.token_file
+                r.token_file,
+                r.p2p_addrs.join(" ")
             );
         }
     });
@@ -407,6 +422,14 @@ pub async fn status(a: ApiArgs) -> anyhow::Result<()> {
                     ""
                 }
             ),
+        ),
+        (
+            "dial",
+            s.p2p_addrs
+                .iter()
+                .map(|a| format!("{a}/p2p/{}", s.peer_id))
+                .collect::<Vec<_>>()
+                .join(" "),
         ),
         ("outside tunnel", s.outside_tunnel.join(", ")),
     ]);

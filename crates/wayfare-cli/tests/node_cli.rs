@@ -130,3 +130,35 @@ fn help_lists_the_node_commands() {
         assert!(out.contains(f), "connect --help lacks {f}");
     }
 }
+
+#[test]
+fn the_client_finds_the_daemon_through_its_config() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tmp.path().join("wayfare.toml");
+    std::fs::write(
+        &cfg,
+        "data_dir = \"state\"\n[api]\nlisten = \"127.0.0.1:9\"\n[chain]\nrpc_url = \"http://127.0.0.1:1\"\nmarket = \"0x5FbDB2315678afecb367f032d93F642f64180aa3\"\n[buyer]\nkeystore = \"b.json\"\n",
+    )
+    .unwrap();
+    // The token is looked for in the config's data_dir (relative to the config).
+    let want = tmp.path().join("state/api-token");
+    fails_with(
+        &["status", "--config", cfg.to_str().unwrap()],
+        &format!("can't read the API token {}", want.display()),
+    );
+    std::fs::create_dir_all(want.parent().unwrap()).unwrap();
+    std::fs::write(&want, "t").unwrap();
+    // ... and the API address in its [api] listen.
+    fails_with(
+        &["status", "--config", cfg.to_str().unwrap()],
+        "not running at http://127.0.0.1:9",
+    );
+    fails_with(
+        &[
+            "status",
+            "--config",
+            tmp.path().join("none.toml").to_str().unwrap(),
+        ],
+        "wayfare init",
+    );
+}

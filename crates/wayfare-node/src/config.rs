@@ -1,65 +1,6 @@
-//! The daemon's TOML config, with every default written down, and the environment overrides.
-//!
-//! ```toml
-//! data_dir = "/var/lib/wayfare"          # store, API token, p2p key (default: ./wayfare-data)
-//!
-//! [api]
-//! listen = "127.0.0.1:7767"              # loopback only; the token is in DATA_DIR/api-token (0600)
-//!
-//! [chain]
-//! rpc_url = "http://127.0.0.1:8545"
-//! market = "0x…"
-//! chain_id = 31337                        # optional: refuse another chain
-//! password_file = "/etc/wayfare/password" # keystore password (else $WAYFARE_PASSWORD)
-//! start_block = 0                         # first block to read market events from
-//! poll_ms = 500
-//! reorg_depth = 12                        # blocks the reputation index re-reads near the head
-//! confirmations = 3                       # how deep an event must be before the node acts on it
-//!                                         # (1 = in the head block): a seller reveals only then
-//!
-//! [p2p]
-//! listen = ["/ip4/0.0.0.0/tcp/0"]
-//! bootstrap = []                          # multiaddrs ending in /p2p/<peer id>
-//! advertise = "relay"                     # a seller's default ("direct" for a buyer): only relay
-//!                                         # circuit addresses reach the network; a seller
-//!                                         # without relays refuses to start unless "direct"
-//! relays = []                             # relays to reserve on and to reach peers through
-//! relay_server = false                    # relay for others (a node with no role may only relay)
-//! relay_circuit_secs = 3600               # a relayed circuit's longest life
-//! relay_circuit_bytes = 16777216          # and the bytes it may carry
-//!
-//! [seller]                                # present: this node sells
-//! account_keystore = "seller.json"        # the registered account (withdraw)
-//! signer_keystore = "seller-signer.json"  # the hot signer (offers, consents, settle)
-//! region = "lab"
-//! services = ["shadowsocks", "wireguard"]
-//! public_host = "203.0.113.7"             # what buyers dial (sent only inside the sealed reveal)
-//! shadowsocks_listen = "0.0.0.0:8388"
-//! wireguard_port = 51820
-//! wireguard_pool = "198.19.0.0/16"       # buyers' tunnel addresses
-//! exit_allow = []                         # private ranges the exit may reach (default: none)
-//! price_per_mib = "1000000000000"         # wei (X)
-//! price_per_second = "100000000000"       # wei (Y)
-//! seller_burn = "0"                       # Z
-//! buyer_burn = "0"                        # W
-//! min_deposit = "1000000000000000"
-//! payment_interval = 15
-//! grace_secs = 10
-//! settle_threshold = "0"                  # settle once the best voucher reaches this (0: off)
-//! settle_max_age_secs = 0                 # settle channels older than this (0: off)
-//! pause_timeout_secs = 3600               # settle a paused channel not resumed within this
-//! min_buyer_score = 0.0                   # refuse buyers scoring lower (reputation, 0..1)
-//! rate_buyers = true                      # rate each buyer on chain at close, by how it paid
-//!
-//! [buyer]                                 # present: this node buys
-//! keystore = "buyer.json"
-//! socks_listen = "127.0.0.1:1080"
-//! deposit = "10000000000000000"
-//! max_price_per_mib = "…"  max_price_per_second = "…"  max_buyer_burn = "…"
-//! payment_interval = 15
-//! close_timeout_secs = 30  reveal_timeout_secs = 120
-//! rate_sellers = true                     # rate each seller on chain at close
-//! ```
+//! The daemon's TOML config and the environment overrides. Every key, its default and what it
+//! does is in `crates/wayfare-node/config-reference.toml` (see [`crate::config_template`], whose
+//! tests hold it to these structs); `wayfare init` writes a copy for its role.
 //!
 //! Environment overrides (after the file): `WAYFARE_DATA_DIR`, `WAYFARE_API_LISTEN`,
 //! `WAYFARE_RPC_URL`, `WAYFARE_MARKET`, `WAYFARE_PASSWORD_FILE`.
@@ -119,7 +60,7 @@ pub struct NodeConfig {
 }
 
 fn default_data_dir() -> PathBuf {
-    PathBuf::from("wayfare-data")
+    crate::paths::default_data_dir()
 }
 
 /// `[api]`.

@@ -36,6 +36,21 @@ pub struct Ready {
     pub peer_id: String,
     /// Roles.
     pub roles: Vec<String>,
+    /// Dialable p2p addresses, `/ip4/…/tcp/…/p2p/<peer id>` (what others bootstrap from).
+    pub p2p_addrs: Vec<String>,
+}
+
+/// The node's listen addresses with its peer id, once the listeners are up (briefly waited for).
+async fn dialable(p2p: &wayfare_p2p::P2pHandle) -> Vec<String> {
+    for _ in 0..20 {
+        let addrs = p2p.listen_addrs().await.unwrap_or_default();
+        if !addrs.is_empty() {
+            let me = p2p.peer_id();
+            return addrs.iter().map(|a| format!("{a}/p2p/{me}")).collect();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Vec::new()
 }
 
 fn password_source(cfg: &NodeConfig) -> PasswordSource {
@@ -260,6 +275,7 @@ pub async fn run(
         token_file: cfg.token_path().display().to_string(),
         peer_id: p2p.peer_id().to_string(),
         roles,
+        p2p_addrs: dialable(&p2p).await,
     };
     tracing::info!(api = %info.api, peer_id = %info.peer_id, roles = ?info.roles, "daemon ready");
     if let Some(tx) = ready {

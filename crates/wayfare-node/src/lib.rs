@@ -2,6 +2,7 @@
 //! the tunnels and the p2p network, with a crash-safe SQLite store, a REST API and metrics.
 //!
 //! ```text
+//!  config_template  config-reference.toml (every key, its default) and `wayfare init`'s copies
 //!  daemon      config, keys, chain, p2p, roles, API; runs the node actor
 //!  node        the actor: owns every session; persist before acknowledging
 //!  inbound     every peer message: route to a role, typed refusal, counted, logged once a peer
@@ -14,6 +15,7 @@
 //!  reputation  scores of sellers and buyers folded from market events (no oracle)
 //!  store       SQLite (WAL, synchronous=FULL), schema versions and migrations
 //!  api         REST on 127.0.0.1 with a bearer token; openapi; metrics
+//!  paths       where the config and the data dir live (root: /etc, /var/lib; users: XDG)
 //!  labnet      a whole network on one machine (namespace lab or loopback): demo and e2e tests
 //! ```
 
@@ -24,6 +26,7 @@ pub mod api_types;
 pub mod buyer;
 pub mod chain_watch;
 pub mod config;
+pub mod config_template;
 pub mod daemon;
 pub mod dashboard;
 pub mod error;
@@ -34,6 +37,7 @@ pub mod memory;
 pub mod metrics;
 pub mod node;
 pub mod openapi;
+pub mod paths;
 pub mod quality;
 pub mod registry;
 pub mod reputation;

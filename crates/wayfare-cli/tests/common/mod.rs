@@ -14,6 +14,7 @@ impl Drop for Running {
 
 impl Running {
     /// Sends SIGTERM, as Ctrl-C would (the programs stop the same way on both).
+    #[allow(dead_code)]
     pub fn terminate(&self) {
         let pid = self.0.id().to_string();
         let status = Command::new("kill")
@@ -23,3 +24,4 @@ impl Running {
         assert!(status.success(), "kill -TERM {pid} failed");
     }
 }
+pub mod chain;

@@ -526,11 +526,16 @@ impl WgBuyer {
             teardown.resolv = Some((path.clone(), old.clone()));
             teardown.save()?;
             let text: String = c.dns.iter().map(|d| format!("nameserver {d}\n")).collect();
-            std::fs::write(
+            if let Err(e) = std::fs::write(
                 path,
                 format!("# written by wayfare while connected\n{text}"),
-            )
-            .map_err(|e| TunnelError::System(format!("write {}: {e}", path.display())))?;
+            ) {
+                // The tunnel still comes up; with the kill switch, DNS outside it stays dropped,
+                // so names fail rather than leak.
+                warn!(path = %path.display(), error = %e, "can't point the resolver at the tunnel's DNS: give the daemon write access to it (the systemd unit needs CAP_DAC_OVERRIDE or a writable file), or set [buyer] resolv_conf = \"\" and configure DNS yourself");
+                teardown.resolv = None;
+                teardown.save()?;
+            }
         }
         Ok((device, hooks, peer_key))
     }
