@@ -333,6 +333,9 @@ impl BuyerRole {
         let now = now();
         for id in &ids {
             if let Some(e) = self.sessions.get_mut(id) {
+                // The final voucher pays for every byte metered until now, not only until the
+                // last tick.
+                e.read_meter(shared, now);
                 if req.close || !e.session.is_serving() {
                     e.session.leave(now);
                 } else {
@@ -361,7 +364,9 @@ impl BuyerRole {
             && let Some(e) = self.sessions.get_mut(&id)
             && !e.session.is_ended()
         {
-            e.session.leave(now());
+            let now = now();
+            e.read_meter(shared, now);
+            e.session.leave(now);
             self.drain(shared, &id, None);
             return Ok(Some(format!(
                 "leaving session {id}: closing channel {channel} cooperatively (or by a unilateral close if the seller does not answer)"

@@ -125,6 +125,7 @@ impl BuyerRole {
             }
             if !e.session.is_ended() {
                 tracing::info!(session = %old, "switched away: leaving the old session");
+                e.read_meter(shared, now);
                 e.session.leave(now);
                 self.drain(shared, &old, None);
             }
