@@ -923,3 +923,33 @@ fn j_a_seller_whose_sessions_fail_loses_the_buyers_choice() {
     let table = w.net.cli(&w.buyer, &["status"]).unwrap();
     assert!(table.contains("MiB/s"), "{table}");
 }
+
+/// (k) The final voucher pays for the last bytes: with a 30 s voucher interval no tick falls
+/// between the download and the leave, so only the final voucher of `disconnect --close` can
+/// pay for the 8 MiB.
+#[test]
+fn k_the_final_voucher_pays_for_the_last_bytes() {
+    if !lab_available("k_the_final_voucher_pays_for_the_last_bytes") {
+        return;
+    }
+    let mut s = spec(vec![ServiceName::Shadowsocks]);
+    s.interval = 30;
+    let w = World::new(true, s);
+    let session = w.connect("shadowsocks");
+    let id = channel_id(&session);
+    w.net
+        .download(Some(w.buyer.service_port), 8 * MIB)
+        .unwrap_or_else(|e| panic!("{e}\n{}", w.logs()));
+    w.net
+        .cli(&w.buyer, &["disconnect", "--close"])
+        .unwrap_or_else(|e| panic!("{e}\n{}", w.logs()));
+    let (to_seller, _) = w.wait_closed(id, Duration::from_secs(60));
+    let floor = U256::from(8 * X * 98 / 100);
+    assert!(
+        to_seller >= floor,
+        "the final voucher paid {to_seller} wei for an 8 MiB download (at least {floor} owed)\n{}",
+        w.logs()
+    );
+    let owed = u256(&w.seller_session(id)["owed_wei"]);
+    w.assert_settled_at_meter(to_seller, owed);
+}

@@ -134,6 +134,7 @@ impl SellerRole {
         message: Message,
         now: Timestamp,
     ) -> Result<(), Refused> {
+        self.read_meter(shared, id, now);
         let entry = self
             .sessions
             .get_mut(id)
@@ -372,23 +373,8 @@ impl SellerRole {
         }
         let ids: Vec<String> = self.sessions.keys().cloned().collect();
         for id in ids {
-            let mut due = false;
-            if let Some(entry) = self.sessions.get(&id) {
-                let total = if entry.serving {
-                    self.meter_total(&id, entry.service)
-                } else {
-                    None
-                };
-                let entry = self.sessions.get_mut(&id).unwrap_or_else(|| unreachable!());
-                if let Some(total) = total
-                    && total > entry.meter_seen
-                {
-                    let delta = total - entry.meter_seen;
-                    entry.meter_seen = total;
-                    shared.metrics.bytes(delta);
-                    entry.session.handle_meter(delta, now);
-                    due = true;
-                }
+            let mut due = self.read_meter(shared, &id, now);
+            if let Some(entry) = self.sessions.get_mut(&id) {
                 if entry.session.poll_timeout().is_some_and(|t| t <= now) {
                     entry.session.handle_timeout(now);
                     due = true;
@@ -399,6 +385,32 @@ impl SellerRole {
                 self.drain(shared, &id, None);
             }
         }
+    }
+
+    /// Hands the bytes session `id`'s service metered since the last reading to the session
+    /// (before every message too, so a close is signed for every byte carried until it came).
+    /// Whether there were any.
+    fn read_meter(&mut self, shared: &Shared, id: &str, now: Timestamp) -> bool {
+        let Some(entry) = self.sessions.get(id) else {
+            return false;
+        };
+        if !entry.serving {
+            return false;
+        }
+        let Some(total) = self.meter_total(id, entry.service) else {
+            return false;
+        };
+        let Some(entry) = self.sessions.get_mut(id) else {
+            return false;
+        };
+        if total <= entry.meter_seen {
+            return false;
+        }
+        let delta = total - entry.meter_seen;
+        entry.meter_seen = total;
+        shared.metrics.bytes(delta);
+        entry.session.handle_meter(delta, now);
+        true
     }
 
     /// Settle policy: a serving session whose best voucher reached `[seller] settle_threshold`
