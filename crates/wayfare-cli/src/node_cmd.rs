@@ -362,6 +362,13 @@ pub async fn connect(a: ApiArgs, args: ConnectArgs) -> anyhow::Result<()> {
             );
             return Ok(());
         }
+        if s.phase == "ended" && s.end_reason.as_deref() == Some("ResumeRefused") {
+            bail!(
+                "the seller no longer holds paused channel {} (it settled or lost it){}: the node closes it on chain, so what you did not pay comes back after the challenge period; run `wayfare connect` again for a new channel",
+                s.channel_id.as_deref().unwrap_or("?"),
+                s.last_error.map(|e| format!(" — {e}")).unwrap_or_default()
+            );
+        }
         if s.phase == "ended" {
             bail!(
                 "the session ended before it connected ({}{}): try another seller (`wayfare offers`)",

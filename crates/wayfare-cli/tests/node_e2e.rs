@@ -953,3 +953,84 @@ fn k_the_final_voucher_pays_for_the_last_bytes() {
     let owed = u256(&w.seller_session(id)["owed_wei"]);
     w.assert_settled_at_meter(to_seller, owed);
 }
+
+/// (l) A paused channel survives the seller's restart (a graceful stop, as `systemctl restart`
+/// does): the next connect resumes it without a transaction. A seller that no longer holds the
+/// channel (it settled it) refuses the resume, and `connect` says so at once — not after the
+/// reveal timeout — while the node closes the channel on chain.
+#[test]
+fn l_a_paused_channel_survives_the_sellers_restart() {
+    if !lab_available("l_a_paused_channel_survives_the_sellers_restart") {
+        return;
+    }
+    let mut w = World::new(true, spec(vec![ServiceName::Shadowsocks]));
+    let first = w.connect("shadowsocks");
+    let id = channel_id(&first);
+    w.net.download(Some(w.buyer.service_port), 4 * MIB).unwrap();
+    w.net.cli(&w.buyer, &["disconnect"]).unwrap();
+    w.net
+        .wait_for(
+            "the seller to hold the pause",
+            Duration::from_secs(20),
+            || {
+                let v = w.net.cli_json(&w.sellers[0], &["seller", "status"]).ok()?;
+                let s = v["sessions"].as_array()?.first()?.clone();
+                (s["phase"] == "paused").then_some(())
+            },
+        )
+        .unwrap_or_else(|e| panic!("{e}\n{}", w.logs()));
+
+    let mut seller = w.sellers.pop().unwrap();
+    seller.stop(Duration::from_secs(20));
+    w.net.restart(&mut seller).expect("restart the seller");
+    w.sellers.push(seller);
+    assert!(
+        w.closed_on_chain(id).is_none(),
+        "the seller's restart settled the paused channel"
+    );
+    let again = w.connect("shadowsocks");
+    assert_eq!(channel_id(&again), id, "the paused channel is resumed");
+    w.net.download(Some(w.buyer.service_port), 4 * MIB).unwrap();
+    w.net.cli(&w.buyer, &["disconnect"]).unwrap();
+    w.net
+        .wait_for("the second pause", Duration::from_secs(20), || {
+            let v = w.net.cli_json(&w.sellers[0], &["seller", "status"]).ok()?;
+            let s = v["sessions"].as_array()?.first()?.clone();
+            (s["phase"] == "paused").then_some(())
+        })
+        .unwrap_or_else(|e| panic!("{e}\n{}", w.logs()));
+
+    // The seller settles the paused channel itself; the buyer doesn't know.
+    let ch = format!("{id}");
+    w.net.cli(&w.sellers[0], &["close", &ch]).unwrap();
+    w.net
+        .wait_for(
+            "the seller's session to end",
+            Duration::from_secs(30),
+            || {
+                let v = w.net.cli_json(&w.sellers[0], &["seller", "status"]).ok()?;
+                let s = v["sessions"].as_array()?.first()?.clone();
+                (s["phase"] != "paused").then_some(())
+            },
+        )
+        .unwrap_or_else(|e| panic!("{e}\n{}", w.logs()));
+    let t = Instant::now();
+    let e = w
+        .net
+        .cli(&w.buyer, &["connect", "--service", "shadowsocks"])
+        .unwrap_err()
+        .to_string();
+    let took = t.elapsed();
+    assert!(
+        e.contains("no longer holds paused channel"),
+        "{e}\n{}",
+        w.logs()
+    );
+    assert!(
+        took < Duration::from_secs(20),
+        "the refused resume took {took:?} to report"
+    );
+    let (to_seller, to_buyer) = w.wait_closed(id, Duration::from_secs(60));
+    assert_eq!(to_seller + to_buyer, U256::from(DEPOSIT));
+    assert!(to_seller > U256::ZERO, "the seller's settle paid nothing");
+}

@@ -7,7 +7,7 @@ use sim::*;
 use wayfare_proto::billing;
 use wayfare_proto::eip712;
 use wayfare_proto::keys::SecretKey;
-use wayfare_proto::messages::{CloseReason, Message, Resume, Reveal};
+use wayfare_proto::messages::{CloseReason, Message, Refusal, RefusalReason, Resume, Reveal};
 use wayfare_proto::seal::{self, RevealSecret};
 use wayfare_proto::session::{
     BuyerPhase, BuyerSnapshot, CloseAction, EndReason, SellerEvent, SellerPhase, SellerSnapshot,
@@ -1088,4 +1088,51 @@ fn a_late_pause_request_of_the_previous_run_does_not_pause_the_resumed_one() {
     );
     w.step();
     assert!(w.seller.is_serving());
+}
+
+#[test]
+fn a_paused_channel_survives_the_sellers_shutdown_and_a_refused_resume_closes_it_at_once() {
+    let mut w = World::new(WorldConfig::default());
+    open_and_serve(&mut w);
+    w.run_for(MINUTE);
+    pause(&mut w);
+    // A graceful stop (and the restart after it) keeps the pause: nothing settles.
+    w.seller.shutdown(w.t());
+    w.drain();
+    assert!(w.seller.is_paused(), "shutdown ended the paused session");
+    assert!(
+        w.log.settles.is_empty(),
+        "shutdown settled a paused channel"
+    );
+    w.restart_seller();
+    assert!(w.seller.is_paused());
+    resume_with_new_keys(&mut w);
+    open_and_serve(&mut w);
+    assert_eq!(w.chain.channels.len(), 1, "the same channel serves again");
+    w.run_for(MINUTE);
+    pause(&mut w);
+
+    // The seller's user closes it; the buyer, not told, resumes later and is refused.
+    w.seller.close(w.t());
+    w.drain();
+    assert!(w.seller.is_ended());
+    w.resume_buyer(|p| p.reveal_seed = NEW_SEED)
+        .expect("resume");
+    assert!(!w.buyer.is_ended());
+    let refusal = Message::Refusal(Refusal {
+        reason: RefusalReason::NotYourSession,
+        detail: "no session for channel".into(),
+    });
+    w.buyer
+        .handle_message(refusal, w.t())
+        .expect("refusal taken");
+    assert!(w.buyer.is_ended());
+    assert_eq!(w.buyer.end_reason(), Some(EndReason::ResumeRefused));
+    w.drain();
+    let (_, reason, close) = w.log.leave.clone().expect("the buyer left");
+    assert_eq!(reason, EndReason::ResumeRefused);
+    assert!(
+        matches!(close, CloseAction::StartClose { .. }),
+        "a refused resume must start a close on chain, got {close:?}"
+    );
 }

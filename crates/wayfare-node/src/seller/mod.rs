@@ -269,7 +269,7 @@ impl SellerRole {
         if let Some(id) = self.by_channel.get(&channel).cloned()
             && let Some(e) = self.sessions.get_mut(&id)
         {
-            e.session.shutdown(now());
+            e.session.close(now());
             self.drain(shared, &id, None);
             return Ok(Some(format!(
                 "session {id} stopped; settling channel {channel} with the best voucher"

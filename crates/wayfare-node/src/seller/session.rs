@@ -326,7 +326,7 @@ impl SellerRole {
             Err(e) => {
                 tracing::error!(session = id, error = %e, "could not provision the buyer's access");
                 entry.last_error = Some(e.to_string());
-                entry.session.shutdown(now);
+                entry.session.close(now);
             }
         }
     }
@@ -362,7 +362,7 @@ impl SellerRole {
             tracing::error!(session = id, error = %e, "persist failed: cutting the session, acknowledging nothing");
             entry.broken = true;
             entry.last_error = Some(e.to_string());
-            entry.session.shutdown(now);
+            entry.session.close(now);
         }
     }
 
@@ -432,7 +432,7 @@ impl SellerRole {
         let too_old = self.cfg.settle_max_age_secs > 0 && age >= self.cfg.settle_max_age_secs;
         if (!threshold.is_zero() && best >= threshold) || too_old {
             tracing::info!(session = %id, %best, age, "settle policy: closing the session and settling");
-            entry.session.shutdown(now);
+            entry.session.close(now);
             return true;
         }
         false

@@ -9,7 +9,7 @@ use crate::codec::DecodeError;
 use crate::eip712::{self, VerifyError};
 use crate::keys::SecretKey;
 use crate::messages::{
-    CloseReason, CloseRequest, Message, Opened, Quote, QuoteRequest, Resume, Reveal,
+    CloseReason, CloseRequest, Message, Opened, Quote, QuoteRequest, RefusalReason, Resume, Reveal,
     SignedCloseConsent, SignedVoucher, Usage,
 };
 use crate::negotiation::{self, offer_terms};
@@ -312,7 +312,17 @@ impl BuyerSession {
     pub fn handle_message(&mut self, msg: Message, now: Timestamp) -> Result<(), SessionError> {
         match msg {
             Message::Quote(q) => self.on_quote(q, now),
-            Message::Refusal(_) => {
+            Message::Refusal(r) => {
+                if self.phase == Phase::AwaitingReveal
+                    && self.resuming
+                    && r.reason == RefusalReason::NotYourSession
+                {
+                    // The seller holds no session on the channel any more: waiting for a reveal
+                    // is pointless, the deposit comes back by a close on chain.
+                    let action = self.start_close_action();
+                    self.finish(EndReason::ResumeRefused, action);
+                    return Ok(());
+                }
                 if self.phase != Phase::Requesting {
                     return Err(self.unexpected("Refusal"));
                 }

@@ -46,6 +46,9 @@ pub enum EndReason {
     Paused = 16,
     /// The seller held a paused channel for `pause_timeout` without a resume and settled it.
     PauseTimeout = 17,
+    /// The buyer asked to resume a paused channel the seller no longer holds (it settled or
+    /// forgot it): the buyer closes the channel on chain and a new connect opens a new one.
+    ResumeRefused = 18,
 }
 
 impl EndReason {
@@ -69,6 +72,7 @@ impl EndReason {
             15 => Self::UserLeft,
             16 => Self::Paused,
             17 => Self::PauseTimeout,
+            18 => Self::ResumeRefused,
             _ => return None,
         })
     }

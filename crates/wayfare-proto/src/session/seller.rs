@@ -349,8 +349,17 @@ impl SellerSession {
         Ok(())
     }
 
-    /// The seller is shutting down: stop, settle the best voucher, tell the buyer.
+    /// The seller is shutting down: stop, settle the best voucher, tell the buyer — except a
+    /// paused channel, which stays paused (its snapshot is restored at the next start).
     pub fn shutdown(&mut self, now: Timestamp) {
+        if self.phase != Phase::Paused {
+            self.close(now);
+        }
+    }
+
+    /// The seller's user closes the session (`wayfare close`): stop, settle the best voucher,
+    /// tell the buyer; a paused channel too.
+    pub fn close(&mut self, now: Timestamp) {
         match self.phase {
             Phase::Ended => {}
             Phase::AwaitingRequest | Phase::Quoted => self.end(EndReason::SellerClosed),

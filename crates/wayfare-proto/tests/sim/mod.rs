@@ -530,7 +530,7 @@ impl World {
         billing::owed(self.true_bytes, secs, t.price_per_mib, t.price_per_second).expect("owed")
     }
 
-    fn drain(&mut self) {
+    pub fn drain(&mut self) {
         let now = Timestamp(self.now);
         // Events first (persist before acknowledging), then transmits; repeat until quiet.
         loop {
