@@ -17,13 +17,18 @@ WAYFARE := $(CARGO_TARGET_DIR)/debug/wayfare
 
 
 PREFIX ?= /usr/local
+# Cargo-installed tools, outside the clone (kept between runs; installed only when missing).
+TOOLS_DIR ?= /var/cache/wayfare/tools
+CARGO_DEB_VERSION := 3.8.0
+export WAYFARE_CARGO_DEB := $(TOOLS_DIR)/bin/cargo-deb
 
-.PHONY: help setup apt npm build install devnet test test-contracts test-rust lint fmt demo artifacts snapshot bench-proto \
+.PHONY: help setup apt npm tools build install deb devnet test test-contracts test-rust lint fmt demo artifacts snapshot bench-proto \
 	bench-shadowsocks bench-wireguard bench-connect bench-indexer bench-flood
 
 help:
 	@echo "make test        set up everything, then run every test"
 	@echo "make demo        set up everything, then run the whole network for a minute (3 sellers, 1 buyer) and print what moved"
+	@echo "make deb         build the Debian package (binary, systemd unit, man pages) into \$$CARGO_TARGET_DIR/debian"
 	@echo "make install     build a release binary and install it as the systemd service wayfare (root; PREFIX=/usr/local)"
 	@echo "make lint        cargo fmt --check and clippy -D warnings"
 	@echo "make artifacts   rebuild the contract and refresh crates/wayfare-chain/artifacts"
@@ -35,7 +40,7 @@ help:
 	@echo "make bench-flood        a 50-peer quote flood against a paying session: absorbed rate, memory, honest p99 (root)"
 	@echo "make bench-indexer      reputation indexer throughput on 100,000 market events read from anvil (devnet)"
 
-setup: apt npm
+setup: apt npm tools
 
 # Installs only what is missing, so a second run costs a few dpkg queries.
 apt:
@@ -52,6 +57,12 @@ apt:
 
 npm: contracts/node_modules/.wayfare-installed
 
+tools: $(WAYFARE_CARGO_DEB)
+
+$(WAYFARE_CARGO_DEB):
+	CARGO_TARGET_DIR=$(TOOLS_DIR)/build $(CARGO) install --locked --quiet --root $(TOOLS_DIR) --version $(CARGO_DEB_VERSION) cargo-deb
+	rm -rf $(TOOLS_DIR)/build
+
 contracts/node_modules/.wayfare-installed: contracts/package.json contracts/package-lock.json
 	cd contracts && npm ci --no-audit --no-fund
 	touch $@
@@ -64,6 +75,15 @@ build: setup
 install: setup
 	$(CARGO) build --release -p wayfare-cli
 	$(SUDO) $(CARGO_TARGET_DIR)/release/wayfare service install --bin $(PREFIX)/bin/wayfare
+
+# The package: the release binary, the unit with ExecStart=/usr/bin/wayfare, `wayfare man` pages
+# and the config reference (crates/wayfare-cli/Cargo.toml [package.metadata.deb]).
+deb: setup
+	$(CARGO) build --release -p wayfare-cli
+	rm -rf $(CARGO_TARGET_DIR)/release/deb-assets
+	$(CARGO_TARGET_DIR)/release/wayfare man $(CARGO_TARGET_DIR)/release/deb-assets/man
+	$(CARGO_TARGET_DIR)/release/wayfare service unit --bin /usr/bin/wayfare > $(CARGO_TARGET_DIR)/release/deb-assets/wayfare.service
+	cd crates/wayfare-cli && $(WAYFARE_CARGO_DEB) --no-build -o $(CARGO_TARGET_DIR)/debian/
 
 test: setup test-contracts test-rust
 

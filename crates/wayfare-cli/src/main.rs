@@ -9,13 +9,14 @@ mod devnet_cmd;
 mod init_cmd;
 mod init_files;
 mod lockdown_cmd;
+mod man_cmd;
 mod node_cmd;
 mod output;
 mod proxy_cmd;
 mod service_cmd;
 mod tunnel_cmd;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 
 /// Wayfare: a decentralized VPN. Sellers sell bandwidth as exits to the internet, buyers tunnel
 /// through them and pay by the interval through Ethereum payment channels.
@@ -100,6 +101,8 @@ enum Cmd {
         #[command(subcommand)]
         cmd: node_cmd::SellerCmd,
     },
+    /// Write a man page for wayfare and each of its commands into a directory.
+    Man(man_cmd::ManArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -139,6 +142,7 @@ fn main() -> std::process::ExitCode {
             Cmd::Channels(api) => node_cmd::channels(api).await,
             Cmd::Close { api, args } => node_cmd::close(api, args).await,
             Cmd::Seller { api, cmd } => node_cmd::seller(api, cmd).await,
+            Cmd::Man(args) => man_cmd::run(args, Cli::command()),
         }
     });
     match result {
@@ -153,5 +157,38 @@ fn main() -> std::process::ExitCode {
             eprintln!("error: {msg}");
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every command says what it does and every argument what it is for (`--help`, the man
+    /// pages and `make deb` print these).
+    #[test]
+    fn every_command_and_argument_is_described() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            if cmd.get_about().is_none_or(|a| a.to_string().trim().is_empty()) {
+                missing.push(format!("`{path}` has no description"));
+            }
+            for arg in cmd.get_arguments() {
+                let id = arg.get_id().as_str();
+                if matches!(id, "help" | "version") {
+                    continue;
+                }
+                if arg.get_help().is_none_or(|h| h.to_string().trim().is_empty()) {
+                    missing.push(format!("`{path}` argument {id} has no help"));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut cmd = Cli::command();
+        cmd.build();
+        let mut missing = Vec::new();
+        walk(&cmd, "wayfare", &mut missing);
+        assert!(missing.is_empty(), "{}", missing.join("\n"));
     }
 }

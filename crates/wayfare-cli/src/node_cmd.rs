@@ -230,13 +230,19 @@ pub async fn daemon(args: DaemonArgs) -> anyhow::Result<()> {
         .config
         .unwrap_or_else(wayfare_node::paths::default_config);
     let mut cfg = NodeConfig::load(&path)?;
-    if let Some(d) = args.data_dir {
-        cfg.data_dir = d;
+    if let Some(d) = &args.data_dir {
+        cfg.data_dir = d.clone();
     }
     if let Some(a) = args.api_listen {
         cfg.api.listen = a;
     }
     cfg.validate()?;
+    let hup = watch_sighup(
+        path.clone(),
+        cfg.clone(),
+        args.data_dir.clone(),
+        args.api_listen,
+    );
     let (tx, rx) = tokio::sync::oneshot::channel::<wayfare_node::daemon::Ready>();
     let printer = tokio::spawn(async move {
         if let Ok(r) = rx.await {
@@ -252,7 +258,37 @@ pub async fn daemon(args: DaemonArgs) -> anyhow::Result<()> {
     });
     wayfare_node::daemon::run(cfg, Some(tx), None).await?;
     printer.abort();
+    hup.abort();
     Ok(())
+}
+
+/// On `SIGHUP`: the config file read again, and one log line naming the changed keys (applied
+/// at the next start; see `wayfare_node::config_reload`).
+fn watch_sighup(
+    path: std::path::PathBuf,
+    running: NodeConfig,
+    data_dir: Option<std::path::PathBuf>,
+    api_listen: Option<std::net::SocketAddr>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            return;
+        };
+        while hup.recv().await.is_some() {
+            let line = wayfare_node::config_reload::on_sighup(&path, &running, || {
+                let mut c = NodeConfig::load(&path).map_err(|e| e.to_string())?;
+                if let Some(d) = &data_dir {
+                    c.data_dir = d.clone();
+                }
+                if let Some(a) = api_listen {
+                    c.api.listen = a;
+                }
+                Ok(c)
+            });
+            tracing::warn!("{line}");
+        }
+    })
 }
 
 /// `wayfare offers`.

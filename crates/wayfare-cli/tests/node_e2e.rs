@@ -1034,3 +1034,49 @@ fn l_a_paused_channel_survives_the_sellers_restart() {
     assert_eq!(to_seller + to_buyer, U256::from(DEPOSIT));
     assert!(to_seller > U256::ZERO, "the seller's settle paid nothing");
 }
+
+/// (m) `SIGHUP` re-reads the config: the log names each changed key and says a restart applies
+/// it; the daemon runs on with its session; a file that no longer parses changes nothing.
+#[test]
+fn m_sighup_names_the_changed_keys_and_the_daemon_runs_on() {
+    if !lab_available("m_sighup_names_the_changed_keys_and_the_daemon_runs_on") {
+        return;
+    }
+    let w = World::new(true, spec(vec![ServiceName::Shadowsocks]));
+    w.connect("shadowsocks");
+    let seller = &w.sellers[0];
+    let hup = |d: &wayfare_node::labnet::Daemon| {
+        let pid = d.child.as_ref().unwrap().id();
+        // SAFETY: kill(2) on our own child's pid has no memory effects.
+        assert_eq!(unsafe { libc::kill(pid as libc::pid_t, libc::SIGHUP) }, 0);
+    };
+    let log_says = |d: &wayfare_node::labnet::Daemon, what: &str| {
+        w.net
+            .wait_for(what, Duration::from_secs(10), || {
+                let log = std::fs::read_to_string(&d.log).ok()?;
+                log.lines().rev().find(|l| l.contains(what)).map(str::to_owned)
+            })
+            .unwrap_or_else(|e| panic!("{e}\n{}", w.logs()))
+    };
+    let text = std::fs::read_to_string(&seller.config).unwrap();
+    let changed = text.replace("region = \"", "region = \"xx-");
+    assert_ne!(changed, text);
+    std::fs::write(&seller.config, &changed).unwrap();
+    hup(seller);
+    let line = log_says(seller, "SIGHUP:");
+    assert!(line.contains("changes [seller] region;"), "{line}");
+    assert!(line.contains("restart the daemon to apply"), "{line}");
+    std::fs::write(&seller.config, "[seller\n").unwrap();
+    hup(seller);
+    log_says(seller, "does not load");
+    std::fs::write(&seller.config, &text).unwrap();
+    // Still serving the same session.
+    w.net
+        .download(Some(w.buyer.service_port), MIB)
+        .unwrap_or_else(|e| panic!("after SIGHUP: {e}\n{}", w.logs()));
+    let st = w
+        .net
+        .cli_json(&w.sellers[0], &["seller", "status"])
+        .unwrap();
+    assert_eq!(st["live_sessions"], 1, "{st}");
+}

@@ -26,6 +26,7 @@ pub mod api_types;
 pub mod buyer;
 pub mod chain_watch;
 pub mod config;
+pub mod config_reload;
 pub mod config_template;
 pub mod daemon;
 pub mod dashboard;
