@@ -169,7 +169,10 @@ mod tests {
     #[test]
     fn every_command_and_argument_is_described() {
         fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
-            if cmd.get_about().is_none_or(|a| a.to_string().trim().is_empty()) {
+            if cmd
+                .get_about()
+                .is_none_or(|a| a.to_string().trim().is_empty())
+            {
                 missing.push(format!("`{path}` has no description"));
             }
             for arg in cmd.get_arguments() {
@@ -177,7 +180,10 @@ mod tests {
                 if matches!(id, "help" | "version") {
                     continue;
                 }
-                if arg.get_help().is_none_or(|h| h.to_string().trim().is_empty()) {
+                if arg
+                    .get_help()
+                    .is_none_or(|h| h.to_string().trim().is_empty())
+                {
                     missing.push(format!("`{path}` argument {id} has no help"));
                 }
             }

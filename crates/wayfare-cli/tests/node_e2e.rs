@@ -1054,7 +1054,10 @@ fn m_sighup_names_the_changed_keys_and_the_daemon_runs_on() {
         w.net
             .wait_for(what, Duration::from_secs(10), || {
                 let log = std::fs::read_to_string(&d.log).ok()?;
-                log.lines().rev().find(|l| l.contains(what)).map(str::to_owned)
+                log.lines()
+                    .rev()
+                    .find(|l| l.contains(what))
+                    .map(str::to_owned)
             })
             .unwrap_or_else(|e| panic!("{e}\n{}", w.logs()))
     };

@@ -1129,7 +1129,7 @@ fn a_paused_channel_survives_the_sellers_shutdown_and_a_refused_resume_closes_it
     assert!(w.buyer.is_ended());
     assert_eq!(w.buyer.end_reason(), Some(EndReason::ResumeRefused));
     w.drain();
-    let (_, reason, close) = w.log.leave.clone().expect("the buyer left");
+    let (_, reason, close) = w.log.leave.expect("the buyer left");
     assert_eq!(reason, EndReason::ResumeRefused);
     assert!(
         matches!(close, CloseAction::StartClose { .. }),
