@@ -7,7 +7,7 @@
 //! that nothing comes back, closes and rates it 1 on chain. Round 2: the buyer's choice passes
 //! over the seller that just failed and weighs price against score among the others; it downloads from the internet host through it
 //! (WireGuard by default), pays every interval, disconnects after `--duration`, and the channel
-//! closes on chain. Without root: the same on loopback with shadowsocks and SOCKS5.
+//! closes on chain. Without root: round 2 only, on loopback with shadowsocks and SOCKS5.
 
 use std::{path::PathBuf, time::Duration};
 
@@ -17,7 +17,7 @@ use serde::Serialize;
 use wayfare_chain::{bindings::WayfareMarket::WayfareMarketEvents, units::format_eth};
 use wayfare_node::{
     config::ServiceName,
-    labnet::{Daemon, LabNet, SellerSpec},
+    labnet::{Daemon, Host, LabNet, SellerSpec},
 };
 
 use crate::output;
@@ -117,8 +117,10 @@ fn run_blocking(args: DemoArgs) -> anyhow::Result<()> {
         net.info.chain_id
     ));
 
-    // With two sellers or more, seller 1 is the cheapest and its exit is broken.
-    let trial = args.sellers >= 2;
+    // With two sellers or more in the namespace lab, seller 1 is the cheapest and its exit is
+    // broken: its uplink drops what its tunnel forwards (its announced policy is honest, so a
+    // refusal by policy would not be its fault; a dead uplink is).
+    let trial = args.sellers >= 2 && namespaces;
     let mut sellers: Vec<Daemon> = Vec::new();
     for i in 1..=args.sellers {
         let mut spec = SellerSpec::new(i);
@@ -131,12 +133,16 @@ fn run_blocking(args: DemoArgs) -> anyhow::Result<()> {
             spec.services = vec![ServiceName::Shadowsocks, ServiceName::Wireguard];
         }
         if i == 1 && trial {
-            spec.exit_allow = Some(vec![]);
-            step("starting seller-1 daemon: the cheapest, with a broken exit (exit_allow = [])");
+            step(
+                "starting seller-1 daemon: the cheapest, with a broken exit (its uplink drops what its tunnel forwards)",
+            );
         } else {
             step(&format!("starting seller-{i} daemon"));
         }
         sellers.push(net.start_seller(&spec)?);
+        if i == 1 && trial {
+            break_forwarding(&net, "wfx1")?;
+        }
     }
     step("starting the buyer daemon");
     let buyer = net.start_buyer(U256::from(50_000_000_000_000_000u128))?;
@@ -401,4 +407,25 @@ fn short(s: &str) -> String {
     } else {
         s.to_string()
     }
+}
+
+/// Drops everything the seller host forwards from TUN `tun` (a seller whose uplink is dead).
+fn break_forwarding(net: &LabNet, tun: &str) -> anyhow::Result<()> {
+    let script = format!(
+        "table inet wayfare_demo_broken {{\n  chain forward {{\n    type filter hook forward priority -10; policy accept;\n    iifname \"{tun}\" drop\n  }}\n}}\n"
+    );
+    let mut cmd = net.command(Host::Seller, std::path::Path::new("nft"));
+    cmd.args(["-f", "-"]).stdin(std::process::Stdio::piped());
+    let mut child = cmd.spawn()?;
+    use std::io::Write as _;
+    child
+        .stdin
+        .take()
+        .ok_or_else(|| anyhow::anyhow!("nft: no stdin"))?
+        .write_all(script.as_bytes())?;
+    let status = child.wait()?;
+    if !status.success() {
+        anyhow::bail!("nft could not break seller-1's forwarding ({status})");
+    }
+    Ok(())
 }

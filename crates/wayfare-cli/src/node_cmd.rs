@@ -320,6 +320,11 @@ pub async fn offers(a: ApiArgs, sort: &str) -> anyhow::Result<()> {
                     (Some(s), false) => format!("{s:.3}"),
                     (None, _) => "-".into(),
                 },
+                if o.exit_allow.is_empty() {
+                    "internet".into()
+                } else {
+                    format!("internet+{}", o.exit_allow.join(","))
+                },
             ]
         })
         .collect();
@@ -333,6 +338,7 @@ pub async fn offers(a: ApiArgs, sort: &str) -> anyhow::Result<()> {
             "Z burn",
             "W burn",
             "SCORE",
+            "EXIT",
         ],
         &rows,
     );
@@ -385,6 +391,9 @@ pub async fn connect(a: ApiArgs, args: ConnectArgs) -> anyhow::Result<()> {
         if s.live {
             if a.json {
                 return output::json(&s);
+            }
+            if let Some(exit) = &s.exit {
+                println!("EXIT       {exit} (other destinations are refused at once)");
             }
             if let Some(socks) = &s.socks {
                 println!("SOCKS5     {socks}  (curl --socks5-hostname {socks} …)");
@@ -498,6 +507,20 @@ pub async fn status(a: ApiArgs) -> anyhow::Result<()> {
             ]
         })
         .collect();
+    // What a seller's exit refused, named (the first session that refused anything).
+    let refusals = s
+        .sessions
+        .iter()
+        .filter(|x| x.role == "buyer" && x.phase != "ended" && x.exit_refused > 0);
+    for x in refusals {
+        println!(
+            "{:<15}{} refused: {} exits to {} only",
+            "exit policy",
+            x.exit_refused,
+            short(&x.counterparty),
+            x.exit.as_deref().unwrap_or("?")
+        );
+    }
     if rows.is_empty() {
         println!("no live sessions");
     } else {

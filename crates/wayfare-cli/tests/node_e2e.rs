@@ -1083,3 +1083,196 @@ fn m_sighup_names_the_changed_keys_and_the_daemon_runs_on() {
         .unwrap();
     assert_eq!(st["live_sessions"], 1, "{st}");
 }
+
+/// Runs `program args` on `host`; (success, stdout + stderr, how long it took).
+fn run_on(
+    w: &World,
+    host: wayfare_node::labnet::Host,
+    program: &str,
+    args: &[&str],
+) -> (bool, String, Duration) {
+    let t = Instant::now();
+    let o = w
+        .net
+        .command(host, Path::new(program))
+        .args(args)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    (o.status.success(), text, t.elapsed())
+}
+
+/// The buyer's rating of the seller on channel `id`, once it is on chain.
+fn rating_of(w: &World, id: alloy_primitives::B256) -> u8 {
+    let buyer = w.net.info.buyers[0].address;
+    w.net
+        .wait_for("the buyer's rating", Duration::from_secs(30), || {
+            w.net
+                .chain(move |c| async move {
+                    let head = c.head().await?.0;
+                    Ok(c.events_between(0, head)
+                        .await?
+                        .into_iter()
+                        .find_map(|l| match l.event {
+                            WayfareMarketEvents::Rated(e) if e.id == id && e.rater == buyer => {
+                                Some(e.score)
+                            }
+                            _ => None,
+                        }))
+                })
+                .ok()
+                .flatten()
+        })
+        .unwrap_or_else(|e| panic!("{e}\n{}", w.logs()))
+}
+
+/// (n) The seller's exit policy is in its offer: `offers` and `connect` show it, a destination
+/// it refuses is refused at once on the buyer's side (a SOCKS "not allowed by ruleset", an ICMP
+/// "administratively prohibited" before the WireGuard tunnel) with the policy named, and a
+/// session that only met the policy is not rated as a dead tunnel. The refused address has a
+/// listener the seller host reaches.
+#[test]
+fn n_the_exit_policy_is_announced_and_its_refusals_are_not_faults() {
+    if !lab_available("n_the_exit_policy_is_announced_and_its_refusals_are_not_faults") {
+        return;
+    }
+    use wayfare_node::labnet::Host;
+    let mut s = spec(vec![ServiceName::Shadowsocks, ServiceName::Wireguard]);
+    s.exit_allow = Some(vec!["198.18.2.2/32".into()]);
+    let w = World::new(true, s);
+    // A second web server on the internet host, at an address the policy does not open.
+    let (ok, addrs, _) = run_on(&w, Host::Internet, "ip", &["-o", "-4", "addr", "show"]);
+    assert!(ok, "{addrs}");
+    let dev = addrs
+        .lines()
+        .find(|l| l.contains(" 198.18.2.2/"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .unwrap_or_else(|| panic!("no 198.18.2.2 in {addrs}"))
+        .to_string();
+    let (ok, out, _) = run_on(
+        &w,
+        Host::Internet,
+        "ip",
+        &["addr", "add", "198.18.2.3/24", "dev", &dev],
+    );
+    assert!(ok, "{out}");
+    let other = w
+        .net
+        .serve_http_at("198.18.2.3:8080".parse().unwrap())
+        .unwrap();
+    let url = format!("http://{other}/bytes/1000");
+    let (ok, out, _) = run_on(&w, Host::Seller, "curl", &["-sf", "-o", "/dev/null", &url]);
+    assert!(
+        ok,
+        "the seller host can't reach the refused address itself: {out}"
+    );
+
+    let offers = w.net.cli_json(&w.buyer, &["offers"]).unwrap();
+    assert_eq!(
+        offers[0]["exit_allow"],
+        serde_json::json!(["198.18.2.2/32"]),
+        "{offers}"
+    );
+    let table = w.net.cli(&w.buyer, &["offers"]).unwrap();
+    assert!(table.contains("internet+198.18.2.2/32"), "{table}");
+
+    // Shadowsocks: the SOCKS5 server refuses the address before anything goes to the seller.
+    let said = w
+        .net
+        .cli(&w.buyer, &["connect", "--service", "shadowsocks"])
+        .unwrap_or_else(|e| panic!("{e}\n{}", w.logs()));
+    assert!(
+        said.contains("EXIT       the public internet plus 198.18.2.2/32"),
+        "{said}"
+    );
+    let socks = format!("127.0.0.1:{}", w.buyer.service_port);
+    for _ in 0..3 {
+        let (ok, out, took) = run_on(
+            &w,
+            Host::Buyer,
+            "curl",
+            &[
+                "-sS",
+                "--max-time",
+                "10",
+                "--socks5",
+                &socks,
+                "-o",
+                "/dev/null",
+                &url,
+            ],
+        );
+        assert!(!ok, "the refused address answered through the exit: {out}");
+        assert!(
+            took < Duration::from_secs(2),
+            "the refusal took {took:?}: {out}"
+        );
+    }
+    let st = w.net.cli_json(&w.buyer, &["status"]).unwrap();
+    let live = st["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["live"] == true)
+        .cloned()
+        .unwrap();
+    assert_eq!(live["exit_refused"], 3, "{live}");
+    let text = w.net.cli(&w.buyer, &["status"]).unwrap();
+    assert!(text.contains("exit policy    3 refused"), "{text}");
+    let log = std::fs::read_to_string(&w.buyer.log).unwrap();
+    assert!(
+        log.contains("the seller's exit policy refuses it"),
+        "no log line names the policy"
+    );
+    let ss_channel = channel_id(&live);
+    w.net.cli(&w.buyer, &["disconnect", "--close"]).unwrap();
+    w.wait_closed(ss_channel, Duration::from_secs(60));
+    assert_eq!(
+        rating_of(&w, ss_channel),
+        3,
+        "a session that only met the exit policy is rated as unused (3), not as a dead tunnel"
+    );
+
+    // WireGuard: rejected on the buyer host before the tunnel, then the allowed host works.
+    w.net
+        .cli(&w.buyer, &["connect", "--service", "wireguard"])
+        .unwrap_or_else(|e| panic!("{e}\n{}", w.logs()));
+    let (ok, out, took) = run_on(
+        &w,
+        Host::Buyer,
+        "curl",
+        &["-sS", "--max-time", "10", "-o", "/dev/null", &url],
+    );
+    assert!(
+        !ok,
+        "the refused address answered through the tunnel: {out}"
+    );
+    assert!(
+        took < Duration::from_secs(2),
+        "the refusal took {took:?}: {out}"
+    );
+    let st = w.net.cli_json(&w.buyer, &["status"]).unwrap();
+    let live = st["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["live"] == true)
+        .cloned()
+        .unwrap();
+    assert!(live["exit_refused"].as_u64().unwrap() >= 1, "{live}");
+    assert_eq!(live["bytes"], 0, "refused packets were metered: {live}");
+    w.net
+        .download(None, MIB)
+        .unwrap_or_else(|e| panic!("the allowed host through the tunnel: {e}\n{}", w.logs()));
+    let wg_channel = channel_id(&live);
+    w.net.cli(&w.buyer, &["disconnect", "--close"]).unwrap();
+    w.wait_closed(wg_channel, Duration::from_secs(60));
+    assert!(
+        rating_of(&w, wg_channel) >= 4,
+        "the working tunnel was rated low"
+    );
+}

@@ -117,6 +117,14 @@ pub struct SessionView {
     /// What the buyer measured of the current tunnel run (buyer, live sessions).
     #[serde(default)]
     pub measured: Option<MeasuredView>,
+    /// What the seller's exit lets through, as its offer announced it (`the public internet`,
+    /// `the public internet plus 198.18.0.0/15`); `None` when not known.
+    #[serde(default)]
+    pub exit: Option<String>,
+    /// Connections (shadowsocks) or packets (WireGuard) this buyer refused because the seller's
+    /// exit policy refuses their destination.
+    #[serde(default)]
+    pub exit_refused: u64,
 }
 
 /// The buyer's measurements of a tunnel run (`quality::Measurements`).
@@ -157,6 +165,10 @@ pub struct OfferView {
     pub payment_interval: u32,
     /// Capacity, bits per second.
     pub capacity_bps: u64,
+    /// The exit policy: ranges opened beyond the public internet (empty: the public internet
+    /// only; private, loopback, link-local, CGNAT and benchmark ranges are refused).
+    #[serde(default)]
+    pub exit_allow: Vec<String>,
     /// Reputation score (none until computed).
     pub score: Option<f64>,
     /// Unix seconds the announcement is valid until.

@@ -129,6 +129,7 @@ mod tests {
             },
             region: "eu-west".into(),
             capacity_bps: 1_000_000,
+            exit_allow: Vec::new(),
             valid_until,
             signature: [0; 65],
         }

@@ -162,6 +162,7 @@ mod tests {
             },
             region: region.into(),
             capacity_bps: 1,
+            exit_allow: Vec::new(),
             valid_until: until,
             signature: [0; 65],
         }

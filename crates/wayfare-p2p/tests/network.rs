@@ -143,6 +143,7 @@ fn announcement(
         terms: terms(),
         region: "eu-west".into(),
         capacity_bps: 100_000_000,
+        exit_allow: Vec::new(),
         valid_until,
         signature: [0; 65],
     };

@@ -115,6 +115,7 @@ fn sample(name: &str) -> Message {
             terms,
             region: "eu-west".into(),
             capacity_bps: 1_000_000_000,
+            exit_allow: Vec::new(),
             valid_until: 1_800_000_000,
             signature: sig,
         }),

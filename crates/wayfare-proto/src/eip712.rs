@@ -73,6 +73,7 @@ alloy_sol_types::sol! {
         uint32 paymentInterval;
         string region;
         uint64 capacityBps;
+        string exitAllow;
         uint64 validUntil;
     }
 
@@ -160,6 +161,12 @@ pub fn announcement_digest(a: &crate::messages::Announcement, domain: &Eip712Dom
         paymentInterval: a.terms.payment_interval,
         region: a.region.clone(),
         capacityBps: a.capacity_bps,
+        exitAllow: a
+            .exit_allow
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(","),
         validUntil: a.valid_until,
     }
     .eip712_signing_hash(domain)

@@ -21,6 +21,8 @@ pub const MAX_REGION_LEN: usize = 64;
 pub const MAX_DETAIL_LEN: usize = 256;
 /// Longest sealed reveal ciphertext (bytes, tag included).
 pub const MAX_SEALED_LEN: usize = 4096;
+/// Most address ranges an announcement's exit policy lists.
+pub const MAX_EXIT_RANGES: usize = 16;
 /// HPKE ChaCha20Poly1305 tag length: the shortest possible ciphertext.
 pub const AEAD_TAG_LEN: usize = 16;
 
@@ -39,6 +41,11 @@ pub struct Announcement {
     pub region: String,
     /// Advertised capacity in bits per second.
     pub capacity_bps: u64,
+    /// The exit policy: ranges the exit opens beyond the public internet (`[seller]
+    /// exit_allow`; at most [`MAX_EXIT_RANGES`]). Empty: the public internet only — private,
+    /// loopback, link-local, CGNAT, benchmark, NAT64, 6to4 and other internal destinations
+    /// (and the seller's own addresses, always) are refused.
+    pub exit_allow: Vec<IpRange>,
     /// Unix seconds after which the announcement is stale.
     pub valid_until: u64,
     /// EIP-712 signature by the seller's signer over
@@ -303,6 +310,47 @@ impl Message {
             Self::CloseConsent(_) => "CloseConsent",
             Self::Resume(_) => "Resume",
         }
+    }
+}
+
+/// An address range, `addr/prefix` (the prefix fits the family; host bits may be set).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct IpRange {
+    /// The range's address as written.
+    pub addr: IpAddr,
+    /// Prefix length (≤ 32 for IPv4, ≤ 128 for IPv6).
+    pub prefix: u8,
+}
+
+impl IpRange {
+    /// `addr/prefix`, or `None` when the prefix does not fit the family.
+    pub fn new(addr: IpAddr, prefix: u8) -> Option<Self> {
+        (prefix <= if addr.is_ipv4() { 32 } else { 128 }).then_some(Self { addr, prefix })
+    }
+}
+
+impl std::fmt::Display for IpRange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
+impl std::str::FromStr for IpRange {
+    type Err = String;
+    /// `a.b.c.d/n`, `x::/n` or a bare address (a host range).
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("{s:?} is not an address range like 198.18.0.0/15");
+        let (addr, prefix) = match s.split_once('/') {
+            Some((a, p)) => (
+                a.parse::<IpAddr>().map_err(|_| bad())?,
+                p.parse::<u8>().map_err(|_| bad())?,
+            ),
+            None => {
+                let a = s.parse::<IpAddr>().map_err(|_| bad())?;
+                (a, if a.is_ipv4() { 32 } else { 128 })
+            }
+        };
+        Self::new(addr, prefix).ok_or_else(bad)
     }
 }
 

@@ -78,6 +78,12 @@ fn offer() -> impl Strategy<Value = Offer> {
 fn text(max: usize) -> impl Strategy<Value = String> {
     proptest::string::string_regex(&format!("[a-z0-9 \\-é]{{0,{}}}", max / 2)).expect("regex")
 }
+fn range() -> impl Strategy<Value = IpRange> {
+    prop_oneof![
+        (any::<[u8; 4]>(), 0u8..=32).prop_map(|(a, p)| IpRange::new(IpAddr::from(a), p).unwrap()),
+        (any::<[u8; 16]>(), 0u8..=128).prop_map(|(a, p)| IpRange::new(IpAddr::from(a), p).unwrap()),
+    ]
+}
 fn announcement() -> impl Strategy<Value = Announcement> {
     (
         address(),
@@ -86,19 +92,23 @@ fn announcement() -> impl Strategy<Value = Announcement> {
         terms(),
         text(MAX_REGION_LEN),
         any::<u64>(),
+        vec(range(), 0..=MAX_EXIT_RANGES),
         any::<u64>(),
         signature(),
     )
         .prop_map(
-            |(seller, peer_id, bits, terms, region, cap, until, signature)| Announcement {
-                seller,
-                peer_id,
-                services: ServiceSet::from_bits(bits).expect("bits"),
-                terms,
-                region,
-                capacity_bps: cap,
-                valid_until: until,
-                signature,
+            |(seller, peer_id, bits, terms, region, cap, exit_allow, until, signature)| {
+                Announcement {
+                    seller,
+                    peer_id,
+                    services: ServiceSet::from_bits(bits).expect("bits"),
+                    terms,
+                    region,
+                    capacity_bps: cap,
+                    exit_allow,
+                    valid_until: until,
+                    signature,
+                }
             },
         )
 }

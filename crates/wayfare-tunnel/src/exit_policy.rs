@@ -209,6 +209,28 @@ fn never(ip: IpAddr) -> bool {
     }
 }
 
+/// The internal IPv4 ranges an exit refuses unless allow-listed (what [`ExitPolicy::check`]
+/// calls internal), for a buyer to refuse the same destinations before they reach the tunnel.
+pub const INTERNAL_V4: [(Ipv4Addr, u8); 10] = [
+    (Ipv4Addr::new(0, 0, 0, 0), 8),
+    (Ipv4Addr::new(10, 0, 0, 0), 8),
+    (Ipv4Addr::new(100, 64, 0, 0), 10),
+    (Ipv4Addr::new(127, 0, 0, 0), 8),
+    (Ipv4Addr::new(169, 254, 0, 0), 16),
+    (Ipv4Addr::new(172, 16, 0, 0), 12),
+    (Ipv4Addr::new(192, 168, 0, 0), 16),
+    (Ipv4Addr::new(198, 18, 0, 0), 15),
+    (Ipv4Addr::new(224, 0, 0, 0), 4),
+    (Ipv4Addr::new(240, 0, 0, 0), 4),
+];
+
+/// IPv4 destinations no allow-list opens (loopback, unspecified, metadata).
+pub const NEVER_V4: [(Ipv4Addr, u8); 3] = [
+    (Ipv4Addr::new(0, 0, 0, 0), 32),
+    (Ipv4Addr::new(127, 0, 0, 0), 8),
+    (Ipv4Addr::new(169, 254, 169, 254), 32),
+];
+
 /// AWS's IPv6 instance metadata address.
 const METADATA_V6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254);
 
@@ -252,6 +274,33 @@ fn internal_v6(ip: Ipv6Addr) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_published_ranges_are_what_check_refuses() {
+        let policy = ExitPolicy::new();
+        for (net, prefix) in INTERNAL_V4.iter().chain(NEVER_V4.iter()) {
+            let first = u32::from(*net);
+            let last = first | u32::MAX.checked_shr(u32::from(*prefix)).unwrap_or(0);
+            for a in [first, first + (last - first) / 2, last] {
+                let ip = IpAddr::V4(Ipv4Addr::from(a));
+                assert!(
+                    policy.check(ip).is_err(),
+                    "{ip} in {net}/{prefix} is let through"
+                );
+            }
+        }
+        // Just outside each internal range is public (or in the next listed range).
+        for (net, prefix) in INTERNAL_V4 {
+            let last = u32::from(net) | u32::MAX.checked_shr(u32::from(prefix)).unwrap_or(0);
+            if let Some(next) = last.checked_add(1) {
+                let ip = Ipv4Addr::from(next);
+                let listed = INTERNAL_V4.iter().any(|(n, p)| {
+                    Cidr::new(IpAddr::V4(*n), *p).is_ok_and(|c| c.contains(IpAddr::V4(ip)))
+                });
+                assert_eq!(policy.check(IpAddr::V4(ip)).is_err(), listed, "{ip}");
+            }
+        }
+    }
 
     fn ip(s: &str) -> IpAddr {
         s.parse().expect("ip")

@@ -36,6 +36,7 @@ pub fn offer_view(a: &Announcement) -> OfferView {
         min_deposit_wei: a.terms.min_deposit.to_string(),
         payment_interval: a.terms.payment_interval,
         capacity_bps: a.capacity_bps,
+        exit_allow: a.exit_allow.iter().map(ToString::to_string).collect(),
         score: None,
         failed_recently: false,
         valid_until: a.valid_until,
@@ -201,6 +202,7 @@ mod tests {
             },
             region: "lab".into(),
             capacity_bps: 0,
+            exit_allow: Vec::new(),
             valid_until: u64::MAX,
             signature: [0; 65],
         }

@@ -31,7 +31,7 @@ use wayfare_chain::MarketClient;
 use wayfare_p2p::PeerId;
 use wayfare_proto::{
     Service, Timestamp,
-    messages::Quote,
+    messages::{IpRange, Quote},
     negotiation::BuyerLimits,
     session::{BuyerPhase, BuyerSession, SessionConfig},
 };
@@ -70,6 +70,9 @@ struct Entry {
     endpoint: Option<SocketAddr>,
     /// Sessions this one replaces (`wayfare connect --switch`): left once its tunnel is up.
     replaces: Vec<String>,
+    /// The seller's announced exit policy (`None` when the session was restored and its offer
+    /// is not known: then nothing is refused on this side).
+    exit_allow: Option<Vec<IpRange>>,
 }
 
 impl Entry {
@@ -102,6 +105,7 @@ impl Entry {
             run: None,
             endpoint: None,
             replaces: Vec::new(),
+            exit_allow: None,
         }
     }
 }
@@ -145,6 +149,8 @@ pub fn row_view(row: &SessionRow) -> SessionView {
         end_reason: row.end_reason.clone(),
         last_error: None,
         measured: None,
+        exit: None,
+        exit_refused: 0,
     }
 }
 
@@ -451,6 +457,8 @@ impl BuyerRole {
                 answered: m.answered,
                 lost: m.lost,
             }),
+            exit: e.exit_allow.as_deref().map(crate::seller::exit_text),
+            exit_refused: e.tunnel.as_ref().map_or(0, Tunnel::exit_refusals),
         })
     }
 }

@@ -138,6 +138,7 @@ impl BuyerRole {
         let ans = self.connect_to(shared, &offer, &w, now_s).await?;
         if let Some(e) = self.sessions.get_mut(&ans.session) {
             e.replaces = live;
+            e.exit_allow = Some(offer.exit_allow.clone());
         }
         Ok(ans)
     }

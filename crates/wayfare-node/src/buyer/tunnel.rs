@@ -5,11 +5,12 @@ use alloy_primitives::B256;
 use base64::Engine as _;
 use wayfare_proto::{
     Timestamp,
+    messages::IpRange,
     seal::{Credentials, RevealPayload, ShadowsocksMethod},
     session::{AcceptedBytes, EndReason},
 };
 use wayfare_tunnel::{
-    Cidr,
+    Cidr, ExitPolicy,
     shadowsocks::{Buyer as SsBuyer, BuyerConfig as SsBuyerConfig, CIPHER_2022, ClientConfig},
     wireguard::{
         DEFAULT_MTU, PrivateKey as WgPrivateKey, Routing, WgBuyer, WgBuyerConfig, WgClientConfig,
@@ -42,8 +43,27 @@ impl Tunnel {
     }
 }
 
+/// The exit policy a seller announced, as the buyer applies it.
+fn exit_policy(ranges: &[IpRange]) -> ExitPolicy {
+    ExitPolicy::with_allowed(
+        ranges
+            .iter()
+            .filter_map(|r| Cidr::new(r.addr, r.prefix).ok()),
+    )
+}
+
 fn b64(b: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(b)
+}
+
+impl Tunnel {
+    /// What this side refused because the seller's exit policy refuses it.
+    pub(super) fn exit_refusals(&self) -> u64 {
+        match self {
+            Self::Shadowsocks(b) => b.exit_refusals(),
+            Self::WireGuard(w) => w.exit_refusals(),
+        }
+    }
 }
 
 impl Entry {
@@ -179,12 +199,17 @@ impl BuyerRole {
         id: &str,
         reveal: &RevealPayload,
     ) -> Result<Tunnel, NodeError> {
+        let exit = self
+            .sessions
+            .get(id)
+            .and_then(|e| e.exit_allow.as_ref())
+            .map(|ranges| exit_policy(ranges));
         match &reveal.credentials {
             Credentials::Shadowsocks {
                 method,
                 server_psk,
                 user_psk,
-            } => self.start_shadowsocks(reveal, *method, server_psk, user_psk),
+            } => self.start_shadowsocks(reveal, *method, server_psk, user_psk, exit),
             Credentials::WireGuard {
                 server_public_key,
                 tunnel,
@@ -216,7 +241,7 @@ impl BuyerRole {
                     allowed_ips: allowed.clone(),
                     keepalive: Some(25),
                 };
-                self.start_wireguard(client, allowed, split)
+                self.start_wireguard(client, allowed, split, exit)
             }
         }
     }
@@ -228,6 +253,7 @@ impl BuyerRole {
         method: ShadowsocksMethod,
         server_psk: &[u8],
         user_psk: &[u8],
+        exit: Option<ExitPolicy>,
     ) -> Result<Tunnel, NodeError> {
         if method.name() != CIPHER_2022 {
             return Err(NodeError::Invalid(format!(
@@ -240,6 +266,7 @@ impl BuyerRole {
         let cfg = SsBuyerConfig {
             listen: self.cfg.socks_listen,
             server,
+            exit,
         };
         let buyer = tokio::task::block_in_place(|| {
             tokio::runtime::Handle::current().block_on(SsBuyer::start(cfg))
@@ -277,6 +304,7 @@ impl BuyerRole {
         client: WgClientConfig,
         allowed: Vec<Cidr>,
         split: bool,
+        exit: Option<ExitPolicy>,
     ) -> Result<Tunnel, NodeError> {
         let tun = self.free_tun_name();
         let std::net::SocketAddr::V4(ep) = client.endpoint else {
@@ -295,6 +323,7 @@ impl BuyerRole {
             Some(self.cfg.resolv_conf.clone())
         };
         cfg.state_dir = Some(self.data_dir.join("wireguard-state"));
+        cfg.exit = exit;
         if split {
             cfg.routing = Routing::Split(allowed);
         }

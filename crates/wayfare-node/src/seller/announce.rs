@@ -22,6 +22,7 @@ impl SellerRole {
             terms: self.terms,
             region: self.cfg.region.clone(),
             capacity_bps: self.cfg.capacity_bps,
+            exit_allow: self.exit_allow.clone(),
             valid_until: now.as_secs() + ANNOUNCEMENT_TTL,
             signature: [0; 65],
         };

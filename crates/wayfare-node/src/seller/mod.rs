@@ -32,6 +32,7 @@ use wayfare_p2p::PeerId;
 use wayfare_proto::{
     Service, ServiceSet, Terms, Timestamp,
     keys::SecretKey,
+    messages::IpRange,
     negotiation::CounterOfferBounds,
     session::{SellerParams, SellerSession, SessionConfig},
 };
@@ -109,6 +110,17 @@ pub struct SellerRole {
     next_announce: Timestamp,
     announce_ok: Arc<std::sync::atomic::AtomicBool>,
     reach: reach::Reach,
+    /// `[seller] exit_allow`, as announced.
+    exit_allow: Vec<IpRange>,
+}
+
+/// An exit policy in words: `the public internet`, or `the public internet plus A, B`.
+pub fn exit_text(ranges: &[IpRange]) -> String {
+    if ranges.is_empty() {
+        return "the public internet".into();
+    }
+    let list: Vec<String> = ranges.iter().map(ToString::to_string).collect();
+    format!("the public internet plus {}", list.join(", "))
 }
 
 fn secret_key(signer: &PrivateKeySigner) -> Result<SecretKey, NodeError> {
@@ -136,6 +148,7 @@ impl SellerRole {
         };
         let services: Vec<Service> = cfg.services.iter().map(|s| s.service()).collect();
         let policy = service::exit_policy(&cfg)?;
+        let exit_allow = service::announced_exit(&policy)?;
         let (mut ss, mut ss_ipsk) = (None, None);
         if services.contains(&Service::Shadowsocks) {
             let (seller, ipsk) = service::start_shadowsocks(shared, &cfg, policy.clone()).await?;
@@ -189,6 +202,7 @@ impl SellerRole {
             next_announce: Timestamp::default(),
             announce_ok: Arc::default(),
             reach,
+            exit_allow,
         })
     }
 
@@ -330,6 +344,8 @@ impl SellerRole {
             end_reason: s.end_reason().map(|r| format!("{r:?}")),
             last_error: e.last_error.clone(),
             measured: None,
+            exit: Some(exit_text(&self.exit_allow)),
+            exit_refused: 0,
         })
     }
 

@@ -6,6 +6,7 @@ use std::net::{IpAddr, SocketAddr};
 use alloy_primitives::B256;
 use wayfare_proto::{
     Service,
+    messages::{IpRange, MAX_EXIT_RANGES},
     seal::{Credentials, RevealPayload, ShadowsocksMethod},
 };
 use wayfare_tunnel::{
@@ -48,6 +49,21 @@ pub(super) fn exit_policy(cfg: &SellerConfig) -> Result<ExitPolicy, NodeError> {
         })?);
     }
     Ok(ExitPolicy::with_allowed(policy_allow))
+}
+
+/// The exit policy as announcements carry it (at most [`MAX_EXIT_RANGES`] ranges).
+pub(super) fn announced_exit(policy: &ExitPolicy) -> Result<Vec<IpRange>, NodeError> {
+    let allowed = policy.allowed();
+    if allowed.len() > MAX_EXIT_RANGES {
+        return Err(NodeError::Invalid(format!(
+            "[seller] exit_allow lists {} ranges; announcements carry at most {MAX_EXIT_RANGES}: merge them into wider ranges",
+            allowed.len()
+        )));
+    }
+    Ok(allowed
+        .iter()
+        .filter_map(|c| IpRange::new(c.addr(), c.prefix()))
+        .collect())
 }
 
 /// The shadowsocks port, with the identity key kept in the store.

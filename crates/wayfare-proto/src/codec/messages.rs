@@ -5,10 +5,10 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use super::{DecodeError, MAX_MESSAGE_SIZE, PROTOCOL_VERSION, Reader, WireFormat, Writer};
 use crate::eip712::Offer;
 use crate::messages::{
-    AEAD_TAG_LEN, Announcement, CloseReason, CloseRequest, MAX_DETAIL_LEN, MAX_PEER_ID_LEN,
-    MAX_REGION_LEN, MAX_SEALED_LEN, Message, Opened, Quote, QuoteRequest, Refusal, RefusalReason,
-    Resume, Reveal, SealedReveal, SignatureBytes, SignedCloseConsent, SignedVoucher, TunnelAddress,
-    Usage,
+    AEAD_TAG_LEN, Announcement, CloseReason, CloseRequest, IpRange, MAX_DETAIL_LEN,
+    MAX_EXIT_RANGES, MAX_PEER_ID_LEN, MAX_REGION_LEN, MAX_SEALED_LEN, Message, Opened, Quote,
+    QuoteRequest, Refusal, RefusalReason, Resume, Reveal, SealedReveal, SignatureBytes,
+    SignedCloseConsent, SignedVoucher, TunnelAddress, Usage,
 };
 use crate::seal::{Credentials, RevealPayload, ShadowsocksMethod};
 use crate::types::{Service, ServiceSet, Terms};
@@ -114,6 +114,7 @@ impl WireFormat for Announcement {
         self.terms.write(w);
         w.string(&self.region);
         w.u64(self.capacity_bps);
+        write_ranges(w, &self.exit_allow);
         w.u64(self.valid_until);
         w.raw(&self.signature);
     }
@@ -133,6 +134,7 @@ impl WireFormat for Announcement {
             terms: Terms::read(r)?,
             region: r.string("announcement.region", MAX_REGION_LEN)?,
             capacity_bps: r.u64("announcement.capacity_bps")?,
+            exit_allow: read_ranges(r, "announcement.exit_allow")?,
             valid_until: r.u64("announcement.valid_until")?,
             signature: read_signature(r, "announcement.signature")?,
         })
@@ -339,6 +341,31 @@ impl WireFormat for Resume {
 }
 
 /// Writes an IP address as a family tag (4 or 6) and its octets.
+fn write_ranges(w: &mut Writer, ranges: &[IpRange]) {
+    w.u8(u8::try_from(ranges.len()).unwrap_or(u8::MAX));
+    for r in ranges {
+        write_ip(w, &r.addr);
+        w.u8(r.prefix);
+    }
+}
+
+fn read_ranges(r: &mut Reader<'_>, field: &'static str) -> Result<Vec<IpRange>, DecodeError> {
+    let n = usize::from(r.u8(field)?);
+    if n > MAX_EXIT_RANGES {
+        return Err(bad(field, "lists more than 16 ranges"));
+    }
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        let addr = read_ip(r, field)?;
+        let prefix = r.u8(field)?;
+        out.push(
+            IpRange::new(addr, prefix)
+                .ok_or_else(|| bad(field, "a prefix longer than its address family"))?,
+        );
+    }
+    Ok(out)
+}
+
 pub(crate) fn write_ip(w: &mut Writer, ip: &IpAddr) {
     match ip {
         IpAddr::V4(v4) => {

@@ -34,7 +34,7 @@ use super::{
     socks5::{command_name, read_request, reply, unspecified},
 };
 use crate::{
-    Meter, TunnelError,
+    ExitPolicy, Meter, TunnelError,
     meter::{MeteredStream, ReadIs},
 };
 
@@ -45,6 +45,10 @@ pub struct BuyerConfig {
     pub listen: SocketAddr,
     /// The session's seller and credentials.
     pub server: ClientConfig,
+    /// The seller's announced exit policy, when known: a CONNECT to an address it refuses is
+    /// answered at once with "connection not allowed by ruleset" (and a log line naming the
+    /// policy) instead of a connection the exit would drop. `None`: every request goes out.
+    pub exit: Option<ExitPolicy>,
 }
 
 impl BuyerConfig {
@@ -53,6 +57,7 @@ impl BuyerConfig {
         Self {
             listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 1080)),
             server,
+            exit: None,
         }
     }
 }
@@ -60,6 +65,9 @@ impl BuyerConfig {
 struct Shared {
     ctx: SharedContext,
     server: ClientConfig,
+    exit: Option<ExitPolicy>,
+    /// CONNECTs refused by `exit`.
+    refused: std::sync::atomic::AtomicU64,
     meter: Meter,
     /// Cancelled when the session is cut: connections close, new requests are refused.
     cut: CancellationToken,
@@ -85,6 +93,8 @@ impl Buyer {
         let shared = Arc::new(Shared {
             ctx: Context::new_shared(ServerType::Local),
             server: cfg.server,
+            exit: cfg.exit,
+            refused: Default::default(),
             meter: Meter::new(),
             cut: CancellationToken::new(),
             shutdown: CancellationToken::new(),
@@ -118,6 +128,13 @@ impl Buyer {
     /// SOCKS5 address.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// CONNECTs refused because the seller's announced exit policy refuses their destination.
+    pub fn exit_refusals(&self) -> u64 {
+        self.shared
+            .refused
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Live meter (payload bytes).
@@ -196,12 +213,36 @@ async fn handle_socks(s: &Arc<Shared>, mut stream: TcpStream) -> io::Result<()> 
     }
     match req.command {
         Command::TcpConnect => {
+            if let Some(why) = refused_by_exit(s, &req.address) {
+                warn!(target = %req.address, "refused: {why}");
+                s.refused.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                return reply(&mut stream, Reply::ConnectionNotAllowed, unspecified()).await;
+            }
             reply(&mut stream, Reply::Succeeded, unspecified()).await?;
             relay_tcp(s, stream, req.address).await
         }
         Command::UdpAssociate => udp_associate(s, stream).await,
         Command::TcpBind => reply(&mut stream, Reply::CommandNotSupported, unspecified()).await,
     }
+}
+
+/// Why the seller's announced exit policy refuses `target` (an address; names are resolved,
+/// and judged, at the seller).
+fn refused_by_exit(s: &Shared, target: &Address) -> Option<String> {
+    let (Some(policy), Address::SocketAddress(a)) = (&s.exit, target) else {
+        return None;
+    };
+    let denied = policy.check(a.ip()).err()?;
+    let opened = policy.allowed();
+    let extra = if opened.is_empty() {
+        String::new()
+    } else {
+        let list: Vec<String> = opened.iter().map(ToString::to_string).collect();
+        format!(" plus {}", list.join(", "))
+    };
+    Some(format!(
+        "the seller's exit policy refuses it ({denied}; it opens the public internet{extra}): choose a seller whose `wayfare offers` exit lists it"
+    ))
 }
 
 async fn relay_tcp(s: &Arc<Shared>, stream: TcpStream, target: Address) -> io::Result<()> {

@@ -20,7 +20,10 @@ use super::{
     tun::{Hooks, TunIo, parse_v4},
     udp::{BatchUdpFactory, UdpMode},
 };
-use crate::{Cidr, Meter, TunnelError};
+use crate::{
+    Cidr, ExitPolicy, Meter, TunnelError,
+    exit_policy::{INTERNAL_V4, NEVER_V4},
+};
 
 /// Which destinations go through the tunnel.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -51,6 +54,10 @@ pub struct WgBuyerConfig {
     pub allow_hosts: Vec<std::net::Ipv4Addr>,
     /// Point this resolv.conf at the config's DNS servers while connected (restored after).
     pub resolv_conf: Option<PathBuf>,
+    /// The seller's announced exit policy, when known: packets to destinations it refuses are
+    /// rejected on this host with ICMP "administratively prohibited" (counted, see
+    /// [`WgBuyer::exit_refusals`]) instead of entering a tunnel whose exit drops them.
+    pub exit: Option<ExitPolicy>,
     /// Record what the tunnel changes in this directory before changing it, so a crashed run
     /// is undone by [`repair`] (also run at the next `connect`). `None`: keep it in memory only.
     pub state_dir: Option<PathBuf>,
@@ -83,6 +90,7 @@ impl WgBuyerConfig {
             allow_endpoint_host: false,
             allow_hosts: Vec::new(),
             resolv_conf: Some(PathBuf::from("/etc/resolv.conf")),
+            exit: None,
             state_dir: None,
         }
     }
@@ -379,6 +387,30 @@ pub struct WgBuyer {
     peer: gotatun::x25519::PublicKey,
 }
 
+/// Rules rejecting what the exit `policy` refuses, before it enters TUN `tun`: never-opened
+/// destinations, then the allow-list, then the internal ranges (IPv4; IPv6 is never tunnelled).
+fn exit_rules(tun: &str, policy: &ExitPolicy) -> String {
+    let set = |ranges: &mut dyn Iterator<Item = String>| ranges.collect::<Vec<_>>().join(", ");
+    let reject = "counter reject with icmp type admin-prohibited";
+    let never = set(&mut NEVER_V4.iter().map(|(a, p)| format!("{a}/{p}")));
+    let internal = set(&mut INTERNAL_V4.iter().map(|(a, p)| format!("{a}/{p}")));
+    let allowed = set(&mut policy
+        .allowed()
+        .iter()
+        .filter(|c| c.addr().is_ipv4())
+        .filter_map(net_of));
+    let mut rules = format!("    oifname \"{tun}\" ip daddr {{ {never} }} {reject}\n");
+    if !allowed.is_empty() {
+        rules.push_str(&format!(
+            "    oifname \"{tun}\" ip daddr {{ {allowed} }} accept\n"
+        ));
+    }
+    rules.push_str(&format!(
+        "    oifname \"{tun}\" ip daddr {{ {internal} }} {reject}\n"
+    ));
+    rules
+}
+
 fn net_of(c: &Cidr) -> Option<String> {
     match c.addr() {
         IpAddr::V4(a) => Ipv4Network::new(a, c.prefix())
@@ -470,8 +502,13 @@ impl WgBuyer {
             "    meta nfproto ipv6 drop\n".to_string()
         };
         let policy = if cfg.kill_switch { "drop" } else { "accept" };
+        let exit = cfg
+            .exit
+            .as_ref()
+            .map(|p| exit_rules(tun_name, p))
+            .unwrap_or_default();
         sys::nft_script(&format!(
-            "table inet {table} {{\n  chain output {{\n    type filter hook output priority filter; policy {policy};\n    oifname \"lo\" accept\n{ks}  }}\n}}\n",
+            "table inet {table} {{\n  chain output {{\n    type filter hook output priority filter; policy {policy};\n    oifname \"lo\" accept\n{exit}{ks}  }}\n}}\n",
             table = teardown.table
         ))?;
         let hooks = Arc::new(BuyerHooks {
@@ -538,6 +575,26 @@ impl WgBuyer {
             }
         }
         Ok((device, hooks, peer_key))
+    }
+
+    /// Packets rejected on this host because the seller's exit policy refuses their
+    /// destination (0 without a policy).
+    pub fn exit_refusals(&self) -> u64 {
+        let table = self.teardown.table.clone();
+        let Some(Ok(out)) = self
+            .netns
+            .run(move || sys::run("nft", &["list", "table", "inet", &table]))
+        else {
+            return 0;
+        };
+        out.lines()
+            .filter(|l| l.contains("admin-prohibited"))
+            .filter_map(|l| {
+                let mut w = l.split_whitespace();
+                w.by_ref().find(|t| *t == "packets")?;
+                w.next()?.parse::<u64>().ok()
+            })
+            .sum()
     }
 
     /// Bytes the buyer sent into the tunnel (up) and accepted from it (down).
