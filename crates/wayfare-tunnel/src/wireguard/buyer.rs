@@ -387,9 +387,11 @@ pub struct WgBuyer {
     peer: gotatun::x25519::PublicKey,
 }
 
-/// Rules rejecting what the exit `policy` refuses, before it enters TUN `tun`: never-opened
-/// destinations, then the allow-list, then the internal ranges (IPv4; IPv6 is never tunnelled).
-fn exit_rules(tun: &str, policy: &ExitPolicy) -> String {
+/// Rules rejecting what the exit `policy` refuses, before it enters TUN `tun`: the tunnel's
+/// DNS servers (the seller's resolver, on its gateway) pass, then never-opened destinations are
+/// rejected, the allow-list passes, and the internal ranges are rejected (IPv4; IPv6 is never
+/// tunnelled).
+fn exit_rules(tun: &str, policy: &ExitPolicy, dns: &[IpAddr]) -> String {
     let set = |ranges: &mut dyn Iterator<Item = String>| ranges.collect::<Vec<_>>().join(", ");
     let reject = "counter reject with icmp type admin-prohibited";
     let never = set(&mut NEVER_V4.iter().map(|(a, p)| format!("{a}/{p}")));
@@ -399,7 +401,16 @@ fn exit_rules(tun: &str, policy: &ExitPolicy) -> String {
         .iter()
         .filter(|c| c.addr().is_ipv4())
         .filter_map(net_of));
-    let mut rules = format!("    oifname \"{tun}\" ip daddr {{ {never} }} {reject}\n");
+    let mut rules = String::new();
+    let dns = set(&mut dns.iter().filter(|d| d.is_ipv4()).map(ToString::to_string));
+    if !dns.is_empty() {
+        rules.push_str(&format!(
+            "    oifname \"{tun}\" ip daddr {{ {dns} }} udp dport 53 accept\n    oifname \"{tun}\" ip daddr {{ {dns} }} tcp dport 53 accept\n"
+        ));
+    }
+    rules.push_str(&format!(
+        "    oifname \"{tun}\" ip daddr {{ {never} }} {reject}\n"
+    ));
     if !allowed.is_empty() {
         rules.push_str(&format!(
             "    oifname \"{tun}\" ip daddr {{ {allowed} }} accept\n"
@@ -505,7 +516,7 @@ impl WgBuyer {
         let exit = cfg
             .exit
             .as_ref()
-            .map(|p| exit_rules(tun_name, p))
+            .map(|p| exit_rules(tun_name, p, &c.dns))
             .unwrap_or_default();
         sys::nft_script(&format!(
             "table inet {table} {{\n  chain output {{\n    type filter hook output priority filter; policy {policy};\n    oifname \"lo\" accept\n{exit}{ks}  }}\n}}\n",
@@ -692,6 +703,33 @@ mod repair_tests {
         assert!(!state_file(dir.path(), tun).exists());
         // Nothing left: a second repair finds nothing.
         assert!(!repair(tun, dir.path()).unwrap().found_state);
+    }
+
+    #[test]
+    fn exit_rules_let_the_tunnels_dns_through_before_rejecting_internal_ranges() {
+        // The default pool 198.19.0.0/16 lies in the benchmark range an exit refuses.
+        let dns: IpAddr = "198.19.0.1".parse().unwrap();
+        let policy = ExitPolicy::with_allowed(["203.0.113.0/24".parse::<Cidr>().unwrap()]);
+        let rules = exit_rules("wf-vpn0", &policy, &[dns]);
+        let lines: Vec<&str> = rules.lines().map(str::trim).collect();
+        let at = |needle: &str| {
+            lines
+                .iter()
+                .position(|l| l.contains(needle))
+                .unwrap_or_else(|| panic!("no rule with {needle:?} in {rules}"))
+        };
+        let dns_ok = at("{ 198.19.0.1 } udp dport 53 accept");
+        let never = at("169.254.169.254/32 } counter reject");
+        let allowed = at("{ 203.0.113.0/24 } accept");
+        let internal = at("198.18.0.0/15, 224.0.0.0/4, 240.0.0.0/4 } counter reject");
+        assert!(
+            dns_ok < never && never < allowed && allowed < internal,
+            "{rules}"
+        );
+        assert!(
+            lines.iter().all(|l| l.starts_with("oifname \"wf-vpn0\"")),
+            "{rules}"
+        );
     }
 
     #[test]
