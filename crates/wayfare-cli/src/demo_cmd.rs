@@ -17,7 +17,7 @@ use serde::Serialize;
 use wayfare_chain::{bindings::WayfareMarket::WayfareMarketEvents, units::format_eth};
 use wayfare_node::{
     config::ServiceName,
-    labnet::{Daemon, Host, LabNet, SellerSpec},
+    labnet::{Daemon, LabNet, SellerSpec},
 };
 
 use crate::output;
@@ -141,7 +141,7 @@ fn run_blocking(args: DemoArgs) -> anyhow::Result<()> {
         }
         sellers.push(net.start_seller(&spec)?);
         if i == 1 && trial {
-            break_forwarding(&net, "wfx1")?;
+            net.break_exit(1)?;
         }
     }
     step("starting the buyer daemon");
@@ -407,25 +407,4 @@ fn short(s: &str) -> String {
     } else {
         s.to_string()
     }
-}
-
-/// Drops everything the seller host forwards from TUN `tun` (a seller whose uplink is dead).
-fn break_forwarding(net: &LabNet, tun: &str) -> anyhow::Result<()> {
-    let script = format!(
-        "table inet wayfare_demo_broken {{\n  chain forward {{\n    type filter hook forward priority -10; policy accept;\n    iifname \"{tun}\" drop\n  }}\n}}\n"
-    );
-    let mut cmd = net.command(Host::Seller, std::path::Path::new("nft"));
-    cmd.args(["-f", "-"]).stdin(std::process::Stdio::piped());
-    let mut child = cmd.spawn()?;
-    use std::io::Write as _;
-    child
-        .stdin
-        .take()
-        .ok_or_else(|| anyhow::anyhow!("nft: no stdin"))?
-        .write_all(script.as_bytes())?;
-    let status = child.wait()?;
-    if !status.success() {
-        anyhow::bail!("nft could not break seller-1's forwarding ({status})");
-    }
-    Ok(())
 }

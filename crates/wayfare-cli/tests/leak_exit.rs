@@ -2,7 +2,9 @@
 //! the lab's default `exit_allow` (its internet, 198.18.0.0/15, which also covers the seller's
 //! own addresses), refuses a connected buyer's shadowsocks CONNECTs to live services on the
 //! seller host — its loopback, its address buyers dial (where anvil also listens), its uplink
-//! and 169.254.169.254 — that the seller host itself reaches.
+//! and 169.254.169.254 — that the seller host itself reaches. Loopback and metadata are refused
+//! by the buyer before they leave (the announced policy never opens them); the seller's own
+//! addresses, inside the announced allow-list, by the seller's exit.
 
 use std::{
     io::{BufRead, BufReader},
@@ -185,5 +187,14 @@ fn leak_exit_daemon_shadowsocks_refuses_the_sellers_own_services() {
             "{ip} reachable through the seller daemon's exit: {got:?}"
         );
     }
+    // Loopback and metadata are refused already by the buyer (the announced policy never opens
+    // them); the seller's own addresses lie in the announced allow-list, so only the seller's
+    // exit refused those two.
+    let st = net.cli_json(&buyer, &["status"]).expect("status");
+    let live = st["sessions"]
+        .as_array()
+        .and_then(|a| a.iter().find(|x| x["live"] == true).cloned())
+        .expect("the live session");
+    assert_eq!(live["exit_refused"], 2, "{live}");
     let _ = net.cli(&buyer, &["disconnect"]);
 }

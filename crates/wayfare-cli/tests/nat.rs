@@ -173,3 +173,100 @@ fn nat_upnp_router_maps_the_ports_and_sessions_are_paid() {
         );
     }
 }
+
+/// (c) Behind a router with no mapping service and per-destination (symmetric) mapping, with
+/// no `public_host`: the seller runs, says it is unreachable and what to forward, announces
+/// nothing, and no buyer opens a channel to it; a reachable seller on the same network is
+/// announced and seen (the control).
+#[test]
+fn nat_symmetric_router_seller_says_unreachable_and_no_buyer_pays() {
+    if !lab_available("nat_symmetric_router_seller_says_unreachable_and_no_buyer_pays") {
+        return;
+    }
+    let tmp = tempfile::Builder::new()
+        .prefix("wayfare-nat")
+        .tempdir()
+        .unwrap();
+    let mut net = LabNet::start(Path::new(WAYFARE), tmp.path(), true, 2, 60, &mut |m| {
+        eprintln!("· {m}")
+    })
+    .expect("start the lab network");
+    net.add_home_with(wayfare_tunnel::lab::HomeRouter::Symmetric)
+        .expect("the home router");
+    let mut home = spec(vec![ServiceName::Wireguard, ServiceName::Shadowsocks]);
+    home.at_home = true;
+    let at_home = net.start_seller(&home).expect("the seller at home starts");
+    let mut public = spec(vec![ServiceName::Shadowsocks]);
+    public.index = 2;
+    let reachable = net.start_seller(&public).expect("the public seller");
+    let logs =
+        |d: &wayfare_node::labnet::Daemon| std::fs::read_to_string(&d.log).unwrap_or_default();
+
+    let status = net.cli_json(&at_home, &["seller", "status"]).unwrap();
+    assert_eq!(status["reachable"], false, "{status}");
+    let reach = status["reachability"].as_str().unwrap_or("");
+    let wg_port = 51820 + home.index as u16;
+    for must in [
+        "unreachable",
+        "no UPnP gateway answered",
+        &format!("UDP {wg_port}"),
+        "public_host",
+    ] {
+        assert!(reach.contains(must), "{reach:?} lacks {must:?}");
+    }
+    let text = net.cli(&at_home, &["seller", "status"]).unwrap();
+    assert!(text.contains("unreachable: "), "{text}");
+    let control = net.cli_json(&reachable, &["seller", "status"]).unwrap();
+    assert_eq!(control["reachable"], true, "{control}");
+
+    let buyer = net
+        .start_buyer(U256::from(DEPOSIT))
+        .expect("start the buyer");
+    let home_account = net.info.sellers[0].account.address.to_string();
+    let public_account = net.info.sellers[1].account.address.to_string();
+    net.wait_for("the public seller's offer", Duration::from_secs(60), || {
+        net.cli_json(&buyer, &["offers"]).ok().filter(|v| {
+            v.as_array()
+                .is_some_and(|a| a.iter().any(|o| o["seller"] == public_account.as_str()))
+        })
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", logs(&reachable)));
+    // Several announcement rounds of the other seller later, still nothing from the home one.
+    std::thread::sleep(Duration::from_secs(4));
+    let offers = net.cli_json(&buyer, &["offers"]).unwrap();
+    assert!(
+        offers
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|o| o["seller"] != home_account.as_str()),
+        "the unreachable seller announced itself: {offers}"
+    );
+    let e = net
+        .cli(&buyer, &["connect", "--seller", &home_account])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("has no live offer"), "{e}");
+    let opened = net
+        .chain(|c| async move {
+            let head = c.head().await?.0;
+            Ok(c.events_between(0, head)
+                .await?
+                .into_iter()
+                .filter(|l| {
+                    matches!(
+                        &l.event,
+                        wayfare_chain::bindings::WayfareMarket::WayfareMarketEvents::ChannelOpened(
+                            _
+                        )
+                    )
+                })
+                .count())
+        })
+        .unwrap();
+    assert_eq!(opened, 0, "a channel was opened");
+    assert!(
+        logs(&at_home).contains("so it announces nothing"),
+        "the seller's log does not say it is unreachable"
+    );
+}

@@ -777,10 +777,11 @@ fn j_a_seller_whose_sessions_fail_loses_the_buyers_choice() {
     .expect("start the lab network");
     let mut broken = spec(vec![ServiceName::Wireguard]);
     broken.price_per_mib = X * 8 / 10;
-    broken.exit_allow = Some(vec![]);
     let mut good = spec(vec![ServiceName::Wireguard]);
     good.index = 2;
     let s1 = net.start_seller(&broken).expect("seller 1");
+    // Its uplink is dead (its announced policy is honest: a policy refusal is no fault).
+    net.break_exit(1).expect("break seller 1's exit");
     let s2 = net.start_seller(&good).expect("seller 2");
     let buyer = net.start_buyer(U256::from(DEPOSIT)).expect("buyer");
     let w = World {

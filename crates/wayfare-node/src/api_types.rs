@@ -275,6 +275,14 @@ pub struct SellerStatus {
     /// fix.
     #[serde(default)]
     pub reachability: String,
+    /// Whether buyers can reach it at all; an unreachable seller does not announce and
+    /// refuses quotes.
+    #[serde(default = "yes")]
+    pub reachable: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// A mined transaction.

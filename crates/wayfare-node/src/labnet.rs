@@ -534,13 +534,52 @@ impl LabNet {
         self.spawn_daemon(&name, host, &text, data_dir, api, p2p_port, ss_port)
     }
 
+    /// Breaks seller `index`'s exit as a dead uplink would: the seller host drops everything it
+    /// forwards from that seller's WireGuard TUN (`wfx<index>`), while its announced policy
+    /// stays what it is (namespace lab only).
+    pub fn break_exit(&self, index: usize) -> Result<(), LabNetError> {
+        if !self.namespaces() {
+            return Err(err("breaking an exit needs the namespace lab (root)"));
+        }
+        let script = format!(
+            "table inet wayfare_lab_broken_{index} {{\n  chain forward {{\n    type filter hook forward priority -10; policy accept;\n    iifname \"wfx{index}\" drop\n  }}\n}}\n"
+        );
+        let mut child = self
+            .command(Host::Seller, Path::new("nft"))
+            .args(["-f", "-"])
+            .stdin(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(err)?;
+        {
+            let mut stdin = child.stdin.take().ok_or_else(|| err("nft: no stdin"))?;
+            stdin.write_all(script.as_bytes()).map_err(err)?;
+        }
+        let out = child.wait_with_output().map_err(err)?;
+        if !out.status.success() {
+            return Err(err(format!(
+                "nft could not break seller {index}'s exit: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+        Ok(())
+    }
+
     /// Adds the home router (NAT, miniupnpd) and the host behind it (namespace lab only).
     pub fn add_home(&mut self) -> Result<(), LabNetError> {
+        self.add_home_with(wayfare_tunnel::lab::HomeRouter::Upnp)
+    }
+
+    /// [`Self::add_home`] with a router of that kind.
+    pub fn add_home_with(
+        &mut self,
+        router: wayfare_tunnel::lab::HomeRouter,
+    ) -> Result<(), LabNetError> {
         let l = self
             .lab
             .as_mut()
             .ok_or_else(|| err("a home router needs the namespace lab (root)"))?;
-        l.add_home().map(|_| ()).map_err(err)
+        l.add_home_with(router).map(|_| ()).map_err(err)
     }
 
     /// Writes the buyer's config (joining the network at the relay) and starts its daemon:

@@ -189,14 +189,25 @@ pub struct Lab {
 }
 
 /// A host behind a home router doing NAT (nft masquerade), with miniupnpd answering UPnP-IGD
-/// and NAT-PMP on its LAN.
+/// and NAT-PMP on its LAN or no mapping service at all ([`HomeRouter`]).
 #[derive(Debug)]
 pub struct Home {
     /// The seller's host, on the router's LAN ([`HOME_IP`]).
     pub host: Netns,
     /// The router ([`ROUTER_LAN_IP`] inside, [`ROUTER_WAN_IP`] outside).
     pub router: Netns,
-    miniupnpd: std::process::Child,
+    miniupnpd: Option<std::process::Child>,
+}
+
+/// What the home router does besides NAT.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HomeRouter {
+    /// miniupnpd answers UPnP-IGD and NAT-PMP on the LAN; masquerade keeps the source port
+    /// where it can (endpoint-independent).
+    Upnp,
+    /// No mapping service, and masquerade picks a random source port per connection
+    /// (`fully-random`): a mapping per destination, as symmetric NATs and CGNATs do.
+    Symmetric,
 }
 
 impl Home {
@@ -213,8 +224,10 @@ impl Home {
 
 impl Drop for Home {
     fn drop(&mut self) {
-        let _ = self.miniupnpd.kill();
-        let _ = self.miniupnpd.wait();
+        if let Some(m) = &mut self.miniupnpd {
+            let _ = m.kill();
+            let _ = m.wait();
+        }
     }
 }
 
@@ -450,6 +463,12 @@ impl Lab {
     /// WAN linked to the seller host (the lab's "internet core", forwarding), reachable from
     /// the buyer, the relay and the internet host.
     pub fn add_home(&mut self) -> Result<&Home, TunnelError> {
+        self.add_home_with(HomeRouter::Upnp)
+    }
+
+    /// [`Self::add_home`] with a `router` of that kind.
+    pub fn add_home_with(&mut self, router: HomeRouter) -> Result<&Home, TunnelError> {
+        let kind = router;
         if self.home.is_none() {
             let h = self.new_host("home")?;
             let r = self.new_host("router")?;
@@ -523,8 +542,11 @@ impl Lab {
             }
             let (lan_if, wan_if) = (format!("hlb{sfx}"), format!("hwa{sfx}"));
             let router = Netns { name: r.clone() };
-            router_nft(&router, &wan_if)?;
-            let miniupnpd = start_miniupnpd(&router, &lan_if, &wan_if, &sfx)?;
+            router_nft(&router, &wan_if, kind)?;
+            let miniupnpd = match kind {
+                HomeRouter::Upnp => Some(start_miniupnpd(&router, &lan_if, &wan_if, &sfx)?),
+                HomeRouter::Symmetric => None,
+            };
             self.home = Some(Home {
                 host: Netns { name: h },
                 router,
@@ -559,12 +581,16 @@ impl Lab {
 }
 
 /// The router's firewall: masquerade out of the WAN, and the chains miniupnpd fills.
-fn router_nft(router: &Netns, wan_if: &str) -> Result<(), TunnelError> {
+fn router_nft(router: &Netns, wan_if: &str, kind: HomeRouter) -> Result<(), TunnelError> {
+    let masquerade = match kind {
+        HomeRouter::Upnp => "masquerade",
+        HomeRouter::Symmetric => "masquerade fully-random",
+    };
     let script = format!(
         "table inet filter {{\n  chain miniupnpd {{\n  }}\n  chain forward {{\n    type filter hook forward priority 0; policy accept;\n    jump miniupnpd\n  }}\n}}\n\
          table inet nat {{\n  chain prerouting_miniupnpd {{\n  }}\n  chain postrouting_miniupnpd {{\n  }}\n\
          \x20 chain prerouting {{\n    type nat hook prerouting priority -100; policy accept;\n    jump prerouting_miniupnpd\n  }}\n\
-         \x20 chain postrouting {{\n    type nat hook postrouting priority 100; policy accept;\n    jump postrouting_miniupnpd\n    oifname \"{wan_if}\" masquerade\n  }}\n}}\n"
+         \x20 chain postrouting {{\n    type nat hook postrouting priority 100; policy accept;\n    jump postrouting_miniupnpd\n    oifname \"{wan_if}\" {masquerade}\n  }}\n}}\n"
     );
     let mut child = router
         .command("nft")

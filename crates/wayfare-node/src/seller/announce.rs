@@ -15,6 +15,11 @@ const ANNOUNCEMENT_TTL: u64 = 120;
 impl SellerRole {
     /// Signs and publishes the announcement, and sets when to publish the next.
     pub(super) fn announce(&mut self, shared: &Shared, now: Timestamp) {
+        if !self.reach.reachable {
+            // Nobody could reach the services: offering them would only sell dead sessions.
+            self.next_announce = now.saturating_add(Duration::from_secs(ANNOUNCEMENT_TTL));
+            return;
+        }
         let mut a = Announcement {
             seller: self.account,
             peer_id: shared.p2p.peer_id().to_bytes(),

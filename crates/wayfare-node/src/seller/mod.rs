@@ -388,6 +388,7 @@ impl SellerRole {
             unsettled_wei: unsettled.to_string(),
             withdrawable_wei: withdrawable.map(|w| w.to_string()),
             reachability: self.reach.line.clone(),
+            reachable: self.reach.reachable,
         })
     }
 }

@@ -21,6 +21,15 @@ pub const MAX_PENDING_TOTAL: usize = 256;
 
 impl SellerRole {
     /// The refusal for a buyer under `[seller] min_buyer_score`, if it is.
+    /// The refusal of every quote while buyers can't reach this seller (a buyer holding an
+    /// old announcement must not open a channel to it).
+    pub(super) fn unreachable_refusal(&self) -> Option<Refusal> {
+        (!self.reach.reachable).then(|| Refusal {
+            reason: RefusalReason::Unavailable,
+            detail: "this seller can't be reached from the internet now (its `wayfare seller status` says why)".into(),
+        })
+    }
+
     pub(super) fn below_min_score(
         &self,
         ledger: &crate::reputation::Ledger,

@@ -16,6 +16,9 @@ pub(crate) struct Reach {
     pub(crate) public_ip: IpAddr,
     /// What `wayfare seller status` says.
     pub(crate) line: String,
+    /// Whether buyers can reach it at all (a mapping, or `public_host`). An unreachable seller
+    /// announces nothing and refuses quotes, so no buyer opens a channel that could never work.
+    pub(crate) reachable: bool,
     map: Option<Arc<PortMap>>,
     renewal: Option<tokio::task::JoinHandle<()>>,
 }
@@ -45,6 +48,7 @@ impl Reach {
                 Ok(Self {
                     public_ip: m.external_ip,
                     line,
+                    reachable: true,
                     map: Some(m),
                     renewal: Some(renewal),
                 })
@@ -59,14 +63,23 @@ impl Reach {
                     _ => String::new(),
                 };
                 if cfg.public_host.is_empty() {
-                    return Err(NodeError::Invalid(format!(
-                        "{why}buyers could not reach this seller: set [seller] public_host to the address buyers dial, and forward {} on the router to this host",
+                    let line = format!(
+                        "unreachable: {why}buyers can't reach this seller, so it announces nothing — forward {} on the router to this host and set [seller] public_host to the address buyers dial (or turn on UPnP on the router), then restart the daemon",
                         ports_text(ports)
-                    )));
+                    );
+                    tracing::warn!("{line}");
+                    return Ok(Self {
+                        public_ip: IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+                        line,
+                        reachable: false,
+                        map: None,
+                        renewal: None,
+                    });
                 }
                 let public_ip = service::public_ip(cfg).await?;
                 Ok(Self {
                     public_ip,
+                    reachable: true,
                     line: format!(
                         "direct on {public_ip} ({why}{} must reach this host)",
                         ports_text(ports)

@@ -101,7 +101,10 @@ impl SellerRole {
         let now = now();
         let id = match &message {
             Message::QuoteRequest(req) => {
-                if let Some(refusal) = self.below_min_score(ledger, &req.buyer) {
+                if let Some(refusal) = self
+                    .unreachable_refusal()
+                    .or_else(|| self.below_min_score(ledger, &req.buyer))
+                {
                     return Ok(Some(Message::Refusal(refusal).encode()));
                 }
                 self.check_pending(&peer)?;
