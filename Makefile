@@ -11,7 +11,7 @@ CARGO ?= cargo
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Debian packages the tests and the demo need (namespace lab tools join as the data planes land).
 APT_PACKAGES := ca-certificates curl git iproute2 nftables conntrack pkg-config build-essential nodejs npm \
-	iperf3 shadowsocks-libev wireguard-go wireguard-tools tcpdump chromium chromium-driver miniupnpd-nftables systemd
+	iperf3 shadowsocks-libev wireguard-go wireguard-tools tcpdump chromium chromium-driver miniupnpd-nftables systemd dbus-daemon
 DEVNET_DIR ?= $(CURDIR)/.devnet
 WAYFARE := $(CARGO_TARGET_DIR)/debug/wayfare
 
@@ -21,6 +21,9 @@ PREFIX ?= /usr/local
 TOOLS_DIR ?= /var/cache/wayfare/tools
 CARGO_DEB_VERSION := 3.8.0
 export WAYFARE_CARGO_DEB := $(TOOLS_DIR)/bin/cargo-deb
+# systemd-resolved unpacked (not installed: installing it would take over this machine's DNS),
+# for the lab test of a buyer whose DNS systemd-resolved manages.
+export WAYFARE_RESOLVED_DIR := $(TOOLS_DIR)/systemd-resolved
 
 .PHONY: help setup apt npm tools build install deb devnet test test-contracts test-rust lint fmt demo artifacts snapshot bench-proto \
 	bench-shadowsocks bench-wireguard bench-connect bench-indexer bench-flood
@@ -57,11 +60,19 @@ apt:
 
 npm: contracts/node_modules/.wayfare-installed
 
-tools: $(WAYFARE_CARGO_DEB)
+tools: $(WAYFARE_CARGO_DEB) $(WAYFARE_RESOLVED_DIR)/.unpacked
 
 $(WAYFARE_CARGO_DEB):
 	CARGO_TARGET_DIR=$(TOOLS_DIR)/build $(CARGO) install --locked --quiet --root $(TOOLS_DIR) --version $(CARGO_DEB_VERSION) cargo-deb
 	rm -rf $(TOOLS_DIR)/build
+
+# The same version as the installed systemd (resolvectl links against its libsystemd-shared).
+$(WAYFARE_RESOLVED_DIR)/.unpacked:
+	v=$$(dpkg-query -W -f='$${Version}' systemd); d=$$(mktemp -d); \
+	( cd $$d && { apt-get download -qq systemd-resolved=$$v 2>/dev/null \
+	  || { $(SUDO) apt-get update -qq && apt-get download -qq systemd-resolved=$$v; }; } ) \
+	&& rm -rf $(WAYFARE_RESOLVED_DIR) && dpkg-deb -x $$d/systemd-resolved_*.deb $(WAYFARE_RESOLVED_DIR) \
+	&& rm -rf $$d && touch $@
 
 contracts/node_modules/.wayfare-installed: contracts/package.json contracts/package-lock.json
 	cd contracts && npm ci --no-audit --no-fund

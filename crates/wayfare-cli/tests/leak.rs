@@ -13,7 +13,7 @@ use std::{
 };
 
 use alloy_primitives::U256;
-use lab::{DEPOSIT, WAYFARE, lab_available, spec};
+use lab::{DEPOSIT, WAYFARE, dns_server, lab_available, spec};
 use wayfare_node::{
     config::ServiceName,
     labnet::{Daemon, Host, LabNet},
@@ -343,58 +343,6 @@ fn leak_full_tunnel_lockdown_holds_through_every_end() {
         seen.iter().any(|l| l.contains(&INTERNET_IP.to_string())),
         "the capture sees clear traffic to the internet host: {seen:?}"
     );
-}
-
-/// A DNS server answering every A query with `answer`, counting the queries it got.
-fn dns_server(
-    net: &LabNet,
-    host: Host,
-    at: std::net::SocketAddr,
-    answer: std::net::Ipv4Addr,
-) -> std::sync::Arc<std::sync::atomic::AtomicUsize> {
-    let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let c = count.clone();
-    let (tx, rx) = std::sync::mpsc::channel();
-    net.spawn_on(host, async move {
-        let sock = match tokio::net::UdpSocket::bind(at).await {
-            Ok(s) => {
-                let _ = tx.send(true);
-                s
-            }
-            Err(e) => {
-                eprintln!("dns server on {at}: {e}");
-                let _ = tx.send(false);
-                return;
-            }
-        };
-        let mut b = [0u8; 512];
-        while let Ok((n, from)) = sock.recv_from(&mut b).await {
-            c.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            if n < 12 {
-                continue;
-            }
-            let mut r = b[..n].to_vec();
-            r[2] = 0x81; // QR, RD
-            r[3] = 0x80; // RA, NOERROR
-            r[6..8].copy_from_slice(&1u16.to_be_bytes()); // one answer
-            r[8..12].fill(0);
-            // Keep the question only (drop EDNS): find its end.
-            let mut i = 12;
-            while i < r.len() && r[i] != 0 {
-                i += usize::from(r[i]) + 1;
-            }
-            r.truncate(i + 5);
-            r.extend([0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4]);
-            r.extend(answer.octets());
-            let _ = sock.send_to(&r, from).await;
-        }
-    })
-    .expect("spawn the dns server");
-    assert!(
-        rx.recv_timeout(Duration::from_secs(10)).unwrap_or(false),
-        "dns server on {at}"
-    );
-    count
 }
 
 /// (b) DNS goes to the seller's resolver inside the tunnel: the buyer's resolv.conf names it,

@@ -46,7 +46,19 @@ async fn dialable(p2p: &wayfare_p2p::P2pHandle) -> Vec<String> {
         let addrs = p2p.listen_addrs().await.unwrap_or_default();
         if !addrs.is_empty() {
             let me = p2p.peer_id();
-            return addrs.iter().map(|a| format!("{a}/p2p/{me}")).collect();
+            let suffix = format!("/p2p/{me}");
+            return addrs
+                .iter()
+                .map(|a| {
+                    let a = a.to_string();
+                    // Circuit addresses already end with this node's id.
+                    if a.ends_with(&suffix) {
+                        a
+                    } else {
+                        format!("{a}{suffix}")
+                    }
+                })
+                .collect();
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

@@ -214,6 +214,8 @@ pub struct LabNet {
     poll_ms: u64,
     /// The relay every seller reserves a slot on (sellers advertise through it by default).
     relay: Option<Daemon>,
+    /// Environment for daemons started from now on ([`Self::set_daemon_env`]).
+    daemon_env: Vec<(String, String)>,
 }
 
 impl std::fmt::Debug for LabNet {
@@ -314,6 +316,7 @@ impl LabNet {
             http,
             poll_ms: 200,
             relay: None,
+            daemon_env: Vec::new(),
         })
         .and_then(|mut net| {
             progress("starting the relay node (sellers advertise only through it)");
@@ -652,6 +655,13 @@ impl LabNet {
         Ok(d)
     }
 
+    /// Sets `key=value` in the environment of every daemon started or restarted from now on
+    /// (e.g. the system bus a test's systemd-resolved listens on).
+    pub fn set_daemon_env(&mut self, key: &str, value: &str) {
+        self.daemon_env.retain(|(k, _)| k != key);
+        self.daemon_env.push((key.into(), value.into()));
+    }
+
     /// (Re)starts a daemon's process from its config; waits until it is ready.
     pub fn restart(&self, d: &mut Daemon) -> Result<(), LabNetError> {
         d.kill();
@@ -661,6 +671,7 @@ impl LabNet {
             .open(&d.log)
             .map_err(err)?;
         let mut cmd = self.command(d.host, &self.exe);
+        cmd.envs(self.daemon_env.iter().map(|(k, v)| (k, v)));
         cmd.arg("--log")
             .arg("info,wayfare_node=debug")
             .arg("daemon")

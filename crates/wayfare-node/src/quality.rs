@@ -58,10 +58,13 @@ impl Measurements {
         self.down = self.down.max(down);
         // Downstream totals of the last second: the peak is the growth across the window.
         self.window.push_back((at_ms, self.down));
+        // Keep the newest reading at least a second old: a burst that fell between two
+        // readings further apart than a second is measured over their real span (the window
+        // holding only the current reading would see nothing).
         while self
             .window
-            .front()
-            .is_some_and(|(t, _)| at_ms.saturating_sub(*t) > 1_000)
+            .get(1)
+            .is_some_and(|(t, _)| at_ms.saturating_sub(*t) >= 1_000)
         {
             self.window.pop_front();
         }
@@ -156,6 +159,16 @@ mod tests {
         m.on_meter(10_300, 300, 5_000);
         assert_eq!(m.first_byte_ms, Some(300));
         assert_eq!(m.quality().map(|q| q > 0.6), Some(true));
+    }
+
+    #[test]
+    fn a_burst_between_readings_far_apart_still_counts() {
+        let mut m = Measurements::default();
+        m.on_meter(0, 0, 0);
+        // A request and its 4 MiB answer, all between two readings 1.5 s apart.
+        m.on_meter(1_500, 100, 4 << 20);
+        assert_eq!(m.peak_down_bps, (4u64 << 20) * 1_000 / 1_500);
+        assert_eq!(m.quality().map(|q| q > 0.99), Some(true), "{m:?}");
     }
 
     #[test]

@@ -47,7 +47,7 @@ impl BuyerRole {
             .unwrap_or_default();
         let measured = quality::session_quality(&runs);
         let score = seller_stars(row.end_reason.as_deref(), disputed, measured);
-        tracing::info!(channel = %channel_id, score, quality = ?measured, "rating the seller");
+        tracing::info!(channel = %channel_id, score, quality = ?measured, ?runs, "rating the seller");
         let client = self.client.clone();
         let _ = shared.add_action(
             &client,

@@ -108,7 +108,11 @@ impl BuyerRole {
                 }
                 tracing::info!(session = id, %channel_id, endpoint = %reveal.endpoint, "tunnel up");
                 entry.meter_seen = 0;
-                entry.run = Some((now.0, Measurements::default()));
+                // The run's first reading is zero at tunnel-up, so a burst before the first
+                // tick is measured over its real span.
+                let mut m = Measurements::default();
+                m.on_meter(now.0, 0, 0);
+                entry.run = Some((now.0, m));
                 entry.tunnel = Some(t);
                 entry.endpoint = Some(reveal.endpoint);
                 entry.phase = "connected".into();

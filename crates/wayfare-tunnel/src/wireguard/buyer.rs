@@ -16,7 +16,7 @@ use tracing::{info, warn};
 
 use super::{
     config::WgClientConfig,
-    sys,
+    resolved, sys,
     tun::{Hooks, TunIo, parse_v4},
     udp::{BatchUdpFactory, UdpMode},
 };
@@ -231,6 +231,8 @@ struct Teardown {
     tun: String,
     table: String,
     resolv: Option<(PathBuf, Option<Vec<u8>>)>,
+    /// The tunnel's resolver is set on the TUN link through systemd-resolved.
+    resolved: bool,
     state_file: Option<PathBuf>,
 }
 
@@ -261,6 +263,9 @@ impl Teardown {
                 .unwrap_or_else(|| "-".into());
             text.push_str(&format!("resolv {old} {}\n", p.display()));
         }
+        if self.resolved {
+            text.push_str("resolved link\n");
+        }
         let fail = |e: std::io::Error| {
             TunnelError::System(format!(
                 "can't record the tunnel's changes in {}: {e}",
@@ -290,6 +295,7 @@ impl Teardown {
             tun: String::new(),
             table: String::new(),
             resolv: None,
+            resolved: false,
             state_file: Some(path.to_path_buf()),
         };
         for line in text.lines() {
@@ -314,6 +320,7 @@ impl Teardown {
                     };
                     t.resolv = Some((PathBuf::from(p), old));
                 }
+                "resolved" => t.resolved = true,
                 _ => return Err(bad(&format!("unknown key `{key}`"))),
             }
         }
@@ -324,6 +331,9 @@ impl Teardown {
     }
 
     fn run(&mut self) {
+        if std::mem::take(&mut self.resolved) {
+            resolved::revert(&self.tun);
+        }
         for r in self.tun_routes.drain(..) {
             let _ = sys::run("ip", &["route", "del", &r, "dev", &self.tun]);
         }
@@ -443,6 +453,7 @@ impl WgBuyer {
             tun: cfg.tun_name.clone(),
             table: table.clone(),
             resolv: None,
+            resolved: false,
             state_file: cfg
                 .state_dir
                 .as_deref()
@@ -568,7 +579,17 @@ impl WgBuyer {
             sys::run("ip", &["route", "replace", d, "dev", tun_name])?;
             teardown.tun_routes.push(d.clone());
         }
-        if let (Some(path), false) = (&cfg.resolv_conf, c.dns.is_empty()) {
+        if let (Some(path), false) = (&cfg.resolv_conf, c.dns.is_empty())
+            && resolved::in_charge(path)
+        {
+            // Record first: a crash leaves nothing behind anyway (the link goes with the TUN).
+            teardown.resolved = true;
+            teardown.save()?;
+            if let Err(e) = resolved::point_link(tun_name, &c.dns) {
+                // With the kill switch, DNS outside the tunnel stays dropped: names fail.
+                warn!(error = %e, "systemd-resolved manages DNS here but did not take the tunnel's resolver; names are not sent through the tunnel");
+            }
+        } else if let (Some(path), false) = (&cfg.resolv_conf, c.dns.is_empty()) {
             let old = std::fs::read(path).ok();
             // Persist the backup before touching the file.
             teardown.resolv = Some((path.clone(), old.clone()));
@@ -685,6 +706,7 @@ mod repair_tests {
             tun: tun.into(),
             table: buyer_table_name(tun),
             resolv: Some((resolv.clone(), Some(original.clone()))),
+            resolved: false,
             state_file: Some(state_file(dir.path(), tun)),
         };
         t.save().unwrap();

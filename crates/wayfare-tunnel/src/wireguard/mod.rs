@@ -13,6 +13,7 @@ mod conntrack;
 mod keys;
 mod offload;
 mod pool;
+mod resolved;
 mod seller;
 pub(crate) mod sys;
 mod tun;
