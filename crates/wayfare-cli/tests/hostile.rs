@@ -321,10 +321,11 @@ fn seller_addresses_in(everything: &str) -> Vec<std::net::Ipv4Addr> {
 /// A stranger that collects everything the network tells it — identify, the DHT, gossiped
 /// announcements, a quote — learns no address of the seller's host: the seller advertises only
 /// through the relay (its default). Only a buyer that opened a channel gets the endpoint, in the
-/// sealed reveal.
+/// sealed reveal. The control: the same seller restarted with `advertise = "direct"` is found
+/// by the same observation, so the observation can see an address when one is published.
 #[test]
-fn hostile_observer_learns_no_seller_address_before_paying() {
-    if !lab_available("hostile_observer_learns_no_seller_address_before_paying") {
+fn leak_observer_learns_no_seller_address_before_paying() {
+    if !lab_available("leak_observer_learns_no_seller_address_before_paying") {
         return;
     }
     let mut w = World::new(true, spec(vec![ServiceName::Shadowsocks]));
@@ -362,5 +363,25 @@ fn hostile_observer_learns_no_seller_address_before_paying() {
                 && l.contains(&wayfare_tunnel::lab::SELLER_IP.to_string())),
         "the buyer's tunnel did not come up at the revealed endpoint\n{}",
         w.logs()
+    );
+
+    // Control: advertising directly publishes the host's addresses to the same observer.
+    w.net.cli(&w.buyer, &["disconnect", "--close"]).unwrap();
+    let mut seller = w.sellers.pop().unwrap();
+    let text = std::fs::read_to_string(&seller.config).unwrap();
+    let direct = text.replacen("[p2p]\n", "[p2p]\nadvertise = \"direct\"\n", 1);
+    assert_ne!(direct, text, "no [p2p] section in the seller's config");
+    std::fs::write(&seller.config, direct).unwrap();
+    seller.stop(Duration::from_secs(20));
+    w.net
+        .restart(&mut seller)
+        .expect("restart the seller advertising directly");
+    w.sellers.push(seller);
+    let st = w.net.cli_json(&w.sellers[0], &["status"]).unwrap();
+    assert_eq!(st["advertise"], "direct", "{st}");
+    let (everything, _) = observe(&mut w);
+    assert!(
+        !seller_addresses_in(&everything).is_empty(),
+        "the control observer found no address of a seller advertising directly:\n{everything}"
     );
 }
