@@ -26,7 +26,7 @@ export WAYFARE_CARGO_DEB := $(TOOLS_DIR)/bin/cargo-deb
 export WAYFARE_RESOLVED_DIR := $(TOOLS_DIR)/systemd-resolved
 
 .PHONY: help setup apt npm tools build install deb devnet test test-contracts test-rust lint fmt demo artifacts snapshot bench-proto \
-	bench-shadowsocks bench-wireguard bench-connect bench-indexer bench-flood
+	bench-shadowsocks bench-wireguard bench-connect bench-indexer bench-flood bench-nat
 
 help:
 	@echo "make test        set up everything, then run every test"
@@ -40,6 +40,7 @@ help:
 	@echo "make bench-shadowsocks  Wayfare shadowsocks vs shadowsocks-libev (iperf3, namespace lab, root)"
 	@echo "make bench-wireguard    Wayfare WireGuard vs wireguard-go (iperf3, namespace lab, root)"
 	@echo "make bench-connect      time from \`wayfare connect\` to the first byte through the tunnel (devnet)"
+	@echo "make bench-nat          channel open -> first byte: a seller behind a UPnP home router vs a direct one (root)"
 	@echo "make bench-flood        a 50-peer quote flood against a paying session: absorbed rate, memory, honest p99 (root)"
 	@echo "make bench-indexer      reputation indexer throughput on 100,000 market events read from anvil (devnet)"
 
@@ -131,6 +132,11 @@ bench-wireguard: setup
 BENCH_PROFILE ?= dev
 bench-connect: setup npm
 	$(CARGO) bench -p wayfare-cli --bench connect --profile $(BENCH_PROFILE)
+
+# Time from channel open to the first byte: a seller at home behind the lab's UPnP router
+# against a directly reachable one (root).
+bench-nat: setup npm
+	$(CARGO) bench -p wayfare-cli --bench nat --profile $(BENCH_PROFILE)
 
 bench-flood: setup npm
 	$(CARGO) bench -p wayfare-cli --bench flood --profile $(BENCH_PROFILE)

@@ -287,6 +287,9 @@ fn browser_dashboard_shows_the_live_session_and_disconnects_it() {
             )
             .await;
             assert!(text(&sb, "unsettled").await.ends_with("ETH"));
+            // How buyers reach it, as `wayfare seller status` says it.
+            let reach = text(&sb, "reachability").await;
+            assert!(reach.starts_with("direct on "), "{reach}");
             screenshot(&sb, "seller-sell").await;
             sb.close().await.unwrap();
         });

@@ -84,8 +84,8 @@ fn nat_upnp_router_maps_the_ports_and_sessions_are_paid() {
             .download(socks, 2 * MIB)
             .unwrap_or_else(|e| panic!("{service} download: {e}\n{}", logs(&seller)));
         assert_eq!(got, 2 * MIB);
-        // A voucher for the download before leaving (the last interval's bytes are paid by the
-        // next voucher, not by the close: see the note in node_e2e).
+        // A voucher for the download while the session serves (the close would pay it too:
+        // `k_the_final_voucher_pays_for_the_last_bytes`), so the channel shows it paid.
         net.wait_for(
             "a voucher for the download",
             Duration::from_secs(20),

@@ -157,6 +157,7 @@ async function refresh() {
         cell(tr, o.price_per_mib_wei, "num");
         cell(tr, o.price_per_second_wei, "num");
         cell(tr, o.score === null ? "new" : o.score.toFixed(3), "num");
+        cell(tr, (o.exit_allow || []).length ? "internet + " + o.exit_allow.join(", ") : "internet");
         const td = document.createElement("td");
         for (const service of o.services) {
           const b = document.createElement("button");
@@ -177,6 +178,8 @@ async function refresh() {
       $("earned").textContent = eth(st.earned_wei);
       $("unsettled").textContent = eth(st.unsettled_wei);
       $("withdrawable").textContent = eth(st.withdrawable_wei);
+      $("reachability").textContent = st.reachability || "-";
+      $("reachability").className = st.reachable === false ? "bad" : "";
       fill("seller-sessions", st.sessions.filter((x) => x.phase !== "ended"), (x) => {
         const tr = document.createElement("tr");
         tr.className = "seller-session";
