@@ -507,7 +507,7 @@ pub async fn status(a: ApiArgs) -> anyhow::Result<()> {
             ]
         })
         .collect();
-    // What a seller's exit refused, named (the first session that refused anything).
+    // What each live buyer session refused by its seller's exit policy, with the policy.
     let refusals = s
         .sessions
         .iter()

@@ -1107,6 +1107,15 @@ fn run_on(
     (o.status.success(), text, t.elapsed())
 }
 
+/// The buyer's live session, as `wayfare status --json` shows it.
+fn live_session(w: &World) -> serde_json::Value {
+    let st = w.net.cli_json(&w.buyer, &["status"]).unwrap();
+    st["sessions"]
+        .as_array()
+        .and_then(|a| a.iter().find(|x| x["live"] == true).cloned())
+        .unwrap_or_else(|| panic!("no live session: {st}"))
+}
+
 /// The buyer's rating of the seller on channel `id`, once it is on chain.
 fn rating_of(w: &World, id: alloy_primitives::B256) -> u8 {
     let buyer = w.net.info.buyers[0].address;
@@ -1213,14 +1222,7 @@ fn n_the_exit_policy_is_announced_and_its_refusals_are_not_faults() {
             "the refusal took {took:?}: {out}"
         );
     }
-    let st = w.net.cli_json(&w.buyer, &["status"]).unwrap();
-    let live = st["sessions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|x| x["live"] == true)
-        .cloned()
-        .unwrap();
+    let live = live_session(&w);
     assert_eq!(live["exit_refused"], 3, "{live}");
     let text = w.net.cli(&w.buyer, &["status"]).unwrap();
     assert!(text.contains("exit policy    3 refused"), "{text}");
@@ -1256,14 +1258,7 @@ fn n_the_exit_policy_is_announced_and_its_refusals_are_not_faults() {
         took < Duration::from_secs(2),
         "the refusal took {took:?}: {out}"
     );
-    let st = w.net.cli_json(&w.buyer, &["status"]).unwrap();
-    let live = st["sessions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|x| x["live"] == true)
-        .cloned()
-        .unwrap();
+    let live = live_session(&w);
     assert!(live["exit_refused"].as_u64().unwrap() >= 1, "{live}");
     assert_eq!(live["bytes"], 0, "refused packets were metered: {live}");
     w.net

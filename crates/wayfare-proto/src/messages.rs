@@ -335,25 +335,6 @@ impl std::fmt::Display for IpRange {
     }
 }
 
-impl std::str::FromStr for IpRange {
-    type Err = String;
-    /// `a.b.c.d/n`, `x::/n` or a bare address (a host range).
-    fn from_str(s: &str) -> Result<Self, String> {
-        let bad = || format!("{s:?} is not an address range like 198.18.0.0/15");
-        let (addr, prefix) = match s.split_once('/') {
-            Some((a, p)) => (
-                a.parse::<IpAddr>().map_err(|_| bad())?,
-                p.parse::<u8>().map_err(|_| bad())?,
-            ),
-            None => {
-                let a = s.parse::<IpAddr>().map_err(|_| bad())?;
-                (a, if a.is_ipv4() { 32 } else { 128 })
-            }
-        };
-        Self::new(addr, prefix).ok_or_else(bad)
-    }
-}
-
 /// Where a WireGuard buyer's tunnel lives, as sealed in a reveal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TunnelAddress {

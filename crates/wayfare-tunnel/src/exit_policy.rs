@@ -171,6 +171,16 @@ impl ExitPolicy {
         &self.allow
     }
 
+    /// What the policy lets through, in words: `the public internet`, or `the public internet
+    /// plus A, B` for an allow-list.
+    pub fn describe(&self) -> String {
+        if self.allow.is_empty() {
+            return "the public internet".into();
+        }
+        let list: Vec<String> = self.allow.iter().map(ToString::to_string).collect();
+        format!("the public internet plus {}", list.join(", "))
+    }
+
     /// May a buyer reach `ip`? An IPv4-mapped IPv6 address is judged by its IPv4 address.
     pub fn check(&self, ip: IpAddr) -> Result<(), Denied> {
         let orig = ip;

@@ -457,7 +457,10 @@ impl BuyerRole {
                 answered: m.answered,
                 lost: m.lost,
             }),
-            exit: e.exit_allow.as_deref().map(crate::seller::exit_text),
+            exit: e
+                .exit_allow
+                .as_deref()
+                .map(|r| tunnel::exit_policy(r).describe()),
             exit_refused: e.tunnel.as_ref().map_or(0, Tunnel::exit_refusals),
         })
     }

@@ -44,7 +44,7 @@ impl Tunnel {
 }
 
 /// The exit policy a seller announced, as the buyer applies it.
-fn exit_policy(ranges: &[IpRange]) -> ExitPolicy {
+pub(super) fn exit_policy(ranges: &[IpRange]) -> ExitPolicy {
     ExitPolicy::with_allowed(
         ranges
             .iter()

@@ -112,15 +112,8 @@ pub struct SellerRole {
     reach: reach::Reach,
     /// `[seller] exit_allow`, as announced.
     exit_allow: Vec<IpRange>,
-}
-
-/// An exit policy in words: `the public internet`, or `the public internet plus A, B`.
-pub fn exit_text(ranges: &[IpRange]) -> String {
-    if ranges.is_empty() {
-        return "the public internet".into();
-    }
-    let list: Vec<String> = ranges.iter().map(ToString::to_string).collect();
-    format!("the public internet plus {}", list.join(", "))
+    /// The exit policy in words (`ExitPolicy::describe`).
+    exit_text: String,
 }
 
 fn secret_key(signer: &PrivateKeySigner) -> Result<SecretKey, NodeError> {
@@ -149,6 +142,7 @@ impl SellerRole {
         let services: Vec<Service> = cfg.services.iter().map(|s| s.service()).collect();
         let policy = service::exit_policy(&cfg)?;
         let exit_allow = service::announced_exit(&policy)?;
+        let exit_text = policy.describe();
         let (mut ss, mut ss_ipsk) = (None, None);
         if services.contains(&Service::Shadowsocks) {
             let (seller, ipsk) = service::start_shadowsocks(shared, &cfg, policy.clone()).await?;
@@ -203,6 +197,7 @@ impl SellerRole {
             announce_ok: Arc::default(),
             reach,
             exit_allow,
+            exit_text,
         })
     }
 
@@ -344,7 +339,7 @@ impl SellerRole {
             end_reason: s.end_reason().map(|r| format!("{r:?}")),
             last_error: e.last_error.clone(),
             measured: None,
-            exit: Some(exit_text(&self.exit_allow)),
+            exit: Some(self.exit_text.clone()),
             exit_refused: 0,
         })
     }

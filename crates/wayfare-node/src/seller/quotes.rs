@@ -20,7 +20,6 @@ pub const MAX_PENDING_PER_PEER: usize = 4;
 pub const MAX_PENDING_TOTAL: usize = 256;
 
 impl SellerRole {
-    /// The refusal for a buyer under `[seller] min_buyer_score`, if it is.
     /// The refusal of every quote while buyers can't reach this seller (a buyer holding an
     /// old announcement must not open a channel to it).
     pub(super) fn unreachable_refusal(&self) -> Option<Refusal> {
@@ -30,6 +29,7 @@ impl SellerRole {
         })
     }
 
+    /// The refusal for a buyer under `[seller] min_buyer_score`, if it is.
     pub(super) fn below_min_score(
         &self,
         ledger: &crate::reputation::Ledger,

@@ -137,15 +137,20 @@ impl SellerRole {
         message: Message,
         now: Timestamp,
     ) -> Result<(), Refused> {
-        self.read_meter(shared, id, now);
         let entry = self
             .sessions
-            .get_mut(id)
+            .get(id)
             .ok_or_else(|| Refused::new(RefusalKind::UnknownSession, "session gone"))?;
         let stranger = entry.peer != peer;
         if stranger {
             stranger_may_try(&entry.session, &message)?;
         }
+        // The meter first, so a close is signed for every byte carried until it came.
+        self.read_meter(shared, id, now);
+        let entry = self
+            .sessions
+            .get_mut(id)
+            .ok_or_else(|| Refused::new(RefusalKind::UnknownSession, "session gone"))?;
         if let Err(e) = entry.session.handle_message(message, now) {
             let kind = RefusalKind::of_session_error(&e);
             if stranger || kind == RefusalKind::BadSignature {

@@ -340,7 +340,7 @@ impl WireFormat for Resume {
     }
 }
 
-/// Writes an IP address as a family tag (4 or 6) and its octets.
+/// Writes address ranges as a count and each range's address and prefix.
 fn write_ranges(w: &mut Writer, ranges: &[IpRange]) {
     w.u8(u8::try_from(ranges.len()).unwrap_or(u8::MAX));
     for r in ranges {
@@ -349,6 +349,7 @@ fn write_ranges(w: &mut Writer, ranges: &[IpRange]) {
     }
 }
 
+/// Reads what [`write_ranges`] wrote: at most [`MAX_EXIT_RANGES`], each prefix within its family.
 fn read_ranges(r: &mut Reader<'_>, field: &'static str) -> Result<Vec<IpRange>, DecodeError> {
     let n = usize::from(r.u8(field)?);
     if n > MAX_EXIT_RANGES {
@@ -366,6 +367,7 @@ fn read_ranges(r: &mut Reader<'_>, field: &'static str) -> Result<Vec<IpRange>, 
     Ok(out)
 }
 
+/// Writes an IP address as a family tag (4 or 6) and its octets.
 pub(crate) fn write_ip(w: &mut Writer, ip: &IpAddr) {
     match ip {
         IpAddr::V4(v4) => {

@@ -233,15 +233,9 @@ fn refused_by_exit(s: &Shared, target: &Address) -> Option<String> {
         return None;
     };
     let denied = policy.check(a.ip()).err()?;
-    let opened = policy.allowed();
-    let extra = if opened.is_empty() {
-        String::new()
-    } else {
-        let list: Vec<String> = opened.iter().map(ToString::to_string).collect();
-        format!(" plus {}", list.join(", "))
-    };
     Some(format!(
-        "the seller's exit policy refuses it ({denied}; it opens the public internet{extra}): choose a seller whose `wayfare offers` exit lists it"
+        "the seller's exit policy refuses it ({denied}; it opens {}): choose a seller whose `wayfare offers` exit lists it",
+        policy.describe()
     ))
 }
 

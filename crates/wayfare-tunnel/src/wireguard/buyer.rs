@@ -579,7 +579,8 @@ impl WgBuyer {
             sys::run("ip", &["route", "replace", d, "dev", tun_name])?;
             teardown.tun_routes.push(d.clone());
         }
-        if let (Some(path), false) = (&cfg.resolv_conf, c.dns.is_empty())
+        let resolv_conf = cfg.resolv_conf.as_ref().filter(|_| !c.dns.is_empty());
+        if let Some(path) = resolv_conf
             && resolved::in_charge(path)
         {
             // Record first: a crash leaves nothing behind anyway (the link goes with the TUN).
@@ -589,7 +590,7 @@ impl WgBuyer {
                 // With the kill switch, DNS outside the tunnel stays dropped: names fail.
                 warn!(error = %e, "systemd-resolved manages DNS here but did not take the tunnel's resolver; names are not sent through the tunnel");
             }
-        } else if let (Some(path), false) = (&cfg.resolv_conf, c.dns.is_empty()) {
+        } else if let Some(path) = resolv_conf {
             let old = std::fs::read(path).ok();
             // Persist the backup before touching the file.
             teardown.resolv = Some((path.clone(), old.clone()));
