@@ -395,6 +395,8 @@ pub struct WgBuyer {
     teardown: Teardown,
     netns: sys::NetnsHandle,
     peer: gotatun::x25519::PublicKey,
+    /// Whether exit rules were installed (without them there is nothing to count).
+    has_exit_rules: bool,
 }
 
 /// Rules rejecting what the exit `policy` refuses, before it enters TUN `tun`: the tunnel's
@@ -478,6 +480,7 @@ impl WgBuyer {
                     teardown,
                     netns,
                     peer,
+                    has_exit_rules: cfg.exit.is_some(),
                 })
             }
             Err(e) => {
@@ -611,23 +614,20 @@ impl WgBuyer {
     }
 
     /// Packets rejected on this host because the seller's exit policy refuses their
-    /// destination (0 without a policy).
+    /// destination (0 without a policy). Read fresh from the kernel's counters each call (one
+    /// `nft list table`), so a status right after a refusal shows it.
     pub fn exit_refusals(&self) -> u64 {
+        if !self.has_exit_rules {
+            return 0;
+        }
         let table = self.teardown.table.clone();
-        let Some(Ok(out)) = self
+        match self
             .netns
             .run(move || sys::run("nft", &["list", "table", "inet", &table]))
-        else {
-            return 0;
-        };
-        out.lines()
-            .filter(|l| l.contains("admin-prohibited"))
-            .filter_map(|l| {
-                let mut w = l.split_whitespace();
-                w.by_ref().find(|t| *t == "packets")?;
-                w.next()?.parse::<u64>().ok()
-            })
-            .sum()
+        {
+            Some(Ok(out)) => count_rejected(&out),
+            _ => 0,
+        }
     }
 
     /// Bytes the buyer sent into the tunnel (up) and accepted from it (down).
@@ -675,6 +675,19 @@ impl WgBuyer {
         let t = &mut self.teardown;
         self.netns.run(|| t.run());
     }
+}
+
+/// Packets counted by the exit rules' `reject` lines in `nft list table` output.
+fn count_rejected(nft_listing: &str) -> u64 {
+    nft_listing
+        .lines()
+        .filter(|l| l.contains("admin-prohibited"))
+        .filter_map(|l| {
+            let mut w = l.split_whitespace();
+            w.by_ref().find(|t| *t == "packets")?;
+            w.next()?.parse::<u64>().ok()
+        })
+        .sum()
 }
 
 impl Drop for WgBuyer {
@@ -753,6 +766,23 @@ mod repair_tests {
             lines.iter().all(|l| l.starts_with("oifname \"wf-vpn0\"")),
             "{rules}"
         );
+    }
+
+    #[test]
+    fn exit_refusals_are_the_sum_of_the_reject_counters() {
+        let listing = "table inet wf_vpn0 {
+	chain output {
+		type filter hook output priority filter; policy drop;
+		oifname \"lo\" accept
+		oifname \"wf-vpn0\" ip daddr { 198.19.0.1 } udp dport 53 accept
+		oifname \"wf-vpn0\" ip daddr { 169.254.169.254 } counter packets 3 bytes 180 reject with icmp admin-prohibited
+		oifname \"wf-vpn0\" ip daddr { 10.0.0.0/8 } counter packets 4 bytes 240 reject with icmp admin-prohibited
+		oifname \"wf-vpn0\" counter packets 900 bytes 1000 accept
+	}
+}
+";
+        assert_eq!(count_rejected(listing), 7);
+        assert_eq!(count_rejected(""), 0);
     }
 
     #[test]
