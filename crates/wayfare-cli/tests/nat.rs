@@ -9,6 +9,9 @@ use std::{path::Path, time::Duration};
 use alloy_primitives::U256;
 use lab::{DEPOSIT, MIB, WAYFARE, lab_available, spec};
 use wayfare_node::{config::ServiceName, labnet::LabNet};
+use wayfare_p2p::{MemoryRegistry, Multiaddr, PeerId};
+use wayfare_proto::messages::{Message, QuoteRequest, RefusalReason};
+use wayfare_proto::types::Service;
 use wayfare_tunnel::lab::ROUTER_WAN_IP;
 
 /// (a) Behind the miniupnpd router: the seller maps its WireGuard and shadowsocks ports (they
@@ -177,7 +180,8 @@ fn nat_upnp_router_maps_the_ports_and_sessions_are_paid() {
 /// (c) Behind a router with no mapping service and per-destination (symmetric) mapping, with
 /// no `public_host`: the seller runs, says it is unreachable and what to forward, announces
 /// nothing, and no buyer opens a channel to it; a reachable seller on the same network is
-/// announced and seen (the control).
+/// announced and seen (the control). Asked directly through its relay circuit, as by a buyer
+/// holding an old announcement, the home seller refuses the quote; the reachable one quotes.
 #[test]
 fn nat_symmetric_router_seller_says_unreachable_and_no_buyer_pays() {
     if !lab_available("nat_symmetric_router_seller_says_unreachable_and_no_buyer_pays") {
@@ -269,4 +273,48 @@ fn nat_symmetric_router_seller_says_unreachable_and_no_buyer_pays() {
         logs(&at_home).contains("so it announces nothing"),
         "the seller's log does not say it is unreachable"
     );
+
+    // A buyer holding an old announcement (or the seller's peer id) asks it directly, through
+    // its relay circuit: the seller refuses the quote, so no channel can be opened to it.
+    let relay: Multiaddr = net.relay_addr().parse().expect("relay multiaddr");
+    let rt = net.attacker_runtime(2).expect("a stranger's host");
+    let domain = wayfare_proto::eip712::domain(net.info.chain_id, net.info.market);
+    let (stranger, _) =
+        lab::attacker::stranger_at_relay(&rt, domain, relay.clone(), MemoryRegistry::new());
+    let quote = Message::QuoteRequest(QuoteRequest {
+        buyer: alloy_primitives::Address::repeat_byte(0x42),
+        service: Service::Shadowsocks,
+        wanted: None,
+        buyer_key: [9; 32],
+        wireguard_key: None,
+    });
+    let ask = |d: &wayfare_node::labnet::Daemon| {
+        let peer: PeerId = d.peer_id.parse().expect("peer id");
+        let circuit: Multiaddr = format!("{relay}/p2p-circuit/p2p/{peer}")
+            .parse()
+            .expect("circuit multiaddr");
+        net.wait_for(
+            "a seller's answer through its circuit",
+            Duration::from_secs(30),
+            || {
+                let (node, circuit, quote) = (stranger.clone(), circuit.clone(), quote.clone());
+                rt.block_on(async move {
+                    node.dial(circuit).await.ok()?;
+                    node.request(peer, &quote).await.ok().flatten()
+                })
+            },
+        )
+        .unwrap_or_else(|e| panic!("{e}\n{}", logs(d)))
+    };
+    // The control: the same question to the reachable seller is answered with a quote.
+    let control = ask(&reachable);
+    assert!(matches!(control, Message::Quote(_)), "{control:?}");
+    let answer = ask(&at_home);
+    match answer {
+        Message::Refusal(r) => {
+            assert_eq!(r.reason, RefusalReason::Unavailable, "{r:?}");
+            assert!(r.detail.contains("can't be reached"), "{r:?}");
+        }
+        other => panic!("the unreachable seller answered a quote request with {other:?}"),
+    }
 }

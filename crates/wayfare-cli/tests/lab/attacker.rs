@@ -83,29 +83,10 @@ impl Attacker {
     /// hears: every event (identify, announcements, …) in Debug form. It knows the seller's
     /// registration (as anyone reading the chain does), so it takes the seller's announcements.
     pub fn observer(&self, w: &World, relay: Multiaddr) -> (P2pHandle, Heard) {
-        let domain = self.domain.clone();
-        let heard = Heard::default();
-        let log = heard.clone();
-        let registry = Arc::new(MemoryRegistry::new());
         let s = &w.net.info.sellers[0];
+        let registry = MemoryRegistry::new();
         registry.register(s.account.address, s.signer.address);
-        let handle = self.rt.block_on(async move {
-            let mut cfg = P2pConfig::new(Keypair::generate_ed25519(), domain);
-            cfg.listen = vec!["/ip4/0.0.0.0/tcp/0".parse().expect("multiaddr")];
-            cfg.bootstrap = vec![relay.clone()];
-            cfg.relays = vec![relay];
-            let (handle, mut events) = P2pNode::spawn(cfg, registry).expect("spawn a p2p node");
-            tokio::spawn(async move {
-                while let Some(ev) = events.recv().await {
-                    log.0
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .push(format!("{ev:?}"));
-                }
-            });
-            handle
-        });
-        (handle, heard)
+        stranger_at_relay(&self.rt, self.domain.clone(), relay, registry)
     }
 
     /// Sends `bytes` from `node` to a victim and returns its answer.
@@ -142,6 +123,37 @@ impl Attacker {
             other => panic!("{what}: the {to:?} should refuse it with {reason:?}, got {other:?}"),
         }
     }
+}
+
+/// A fresh libp2p identity on `rt`'s host that joins the network at `relay` as any stranger
+/// would (bootstrap and relay both), trusting the sellers in `registry`, and writes down every
+/// event it hears in Debug form.
+pub fn stranger_at_relay(
+    rt: &NsRuntime,
+    domain: Eip712Domain,
+    relay: Multiaddr,
+    registry: MemoryRegistry,
+) -> (P2pHandle, Heard) {
+    let heard = Heard::default();
+    let log = heard.clone();
+    let handle = rt.block_on(async move {
+        let mut cfg = P2pConfig::new(Keypair::generate_ed25519(), domain);
+        cfg.listen = vec!["/ip4/0.0.0.0/tcp/0".parse().expect("multiaddr")];
+        cfg.bootstrap = vec![relay.clone()];
+        cfg.relays = vec![relay];
+        let (handle, mut events) =
+            P2pNode::spawn(cfg, Arc::new(registry)).expect("spawn a p2p node");
+        tokio::spawn(async move {
+            while let Some(ev) = events.recv().await {
+                log.0
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(format!("{ev:?}"));
+            }
+        });
+        handle
+    });
+    (handle, heard)
 }
 
 /// Everything an observer node heard, in Debug form.
