@@ -414,6 +414,17 @@ pub async fn connect(a: ApiArgs, args: ConnectArgs) -> anyhow::Result<()> {
                 s.last_error.map(|e| format!(" — {e}")).unwrap_or_default()
             );
         }
+        // A seller that settled the paused channel may be seen on chain before its refusal
+        // arrives: the same answer, the channel already closing.
+        if s.phase == "ended"
+            && ans.reused_channel.is_some()
+            && s.end_reason.as_deref() == Some("ChannelClosed")
+        {
+            bail!(
+                "the seller no longer holds paused channel {}: it settled it on chain, so what you did not pay comes back after the challenge period; run `wayfare connect` again for a new channel",
+                s.channel_id.as_deref().unwrap_or("?"),
+            );
+        }
         if s.phase == "ended" {
             bail!(
                 "the session ended before it connected ({}{}): try another seller (`wayfare offers`)",
